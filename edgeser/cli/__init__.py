@@ -1,0 +1,49 @@
+"""The ``edgeser`` command line. Thin: one module per command, heavy imports inside commands.
+
+Exit codes: 0 success; 1 a file, model or gate failure (one sentence on stderr, no traceback);
+2 usage errors (Click's convention).
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from edgeser import __version__
+from edgeser.cli import probe
+from edgeser.errors import EdgeserError
+
+app = typer.Typer(
+    name="edgeser",
+    help="Speech emotion recognition and laughter detection on edge devices.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("probe")(probe.probe)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edgeser {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Optional[bool] = typer.Option(
+        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Speech emotion recognition and laughter detection on edge devices."""
+
+
+def main() -> None:
+    """Console entry point: any EdgeserError that escapes a command becomes one line, exit 1."""
+    try:
+        app()
+    except EdgeserError as err:
+        print(f"edgeser: {err}", file=sys.stderr)
+        sys.exit(1)

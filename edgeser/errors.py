@@ -1,0 +1,14 @@
+"""Exception types. Each layer raises one type; all derive from EdgeserError so a caller (and the
+CLI) can turn any of them into one sentence and exit code 1."""
+
+
+class EdgeserError(Exception):
+    """Base of every error edgeser raises on purpose. ``str(err)`` is one sentence for a user."""
+
+
+class AudioError(EdgeserError):
+    """An audio file or stream that cannot be decoded or fails validation; names the source."""
+
+
+class FrontendError(EdgeserError, ValueError):
+    """Invalid arguments or data for the signal frontend (rates, lengths, NaN/Inf)."""
