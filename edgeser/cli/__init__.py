@@ -7,8 +7,6 @@ Exit codes: 0 success; 1 a file, model or gate failure (one sentence on stderr, 
 from __future__ import annotations
 
 import sys
-from typing import Optional
-
 import typer
 
 from edgeser import __version__
@@ -33,8 +31,8 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Optional[bool] = typer.Option(
-        None, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """Speech emotion recognition and laughter detection on edge devices."""

@@ -12,8 +12,10 @@ import typer
 def probe(
     files: List[Path] = typer.Argument(..., help="Audio files to inspect.", show_default=False),
 ) -> None:
-    """Show sample rate, channels, duration and encoding of audio files, validated as detect
-    would validate them. Unreadable files are listed and the exit code is 1."""
+    """Show rate, channels, duration and encoding of audio files, validated as detect will.
+
+    Files that cannot be read are named on stderr, one sentence each, and the exit code is 1.
+    """
     from edgeser import audio
     from edgeser.errors import AudioError
 
