@@ -12,3 +12,12 @@ class AudioError(EdgeserError):
 
 class FrontendError(EdgeserError, ValueError):
     """Invalid arguments or data for the signal frontend (rates, lengths, NaN/Inf)."""
+
+
+class ExportError(EdgeserError):
+    """A checkpoint that cannot be exported faithfully: unreachable, unsafe, unknown or mismatched."""
+
+
+class BundleError(EdgeserError):
+    """A model bundle that is missing, malformed, tampered with or cannot be published; names the
+    bundle directory and the problem(s)."""

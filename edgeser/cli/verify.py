@@ -1,0 +1,46 @@
+"""``edgeser verify BUNDLE``: rehash a model bundle and check it reproduces its reference
+windows."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import typer
+
+
+def verify(
+    bundle: Path = typer.Argument(..., help="Model bundle directory.", show_default=False),
+) -> None:
+    """Rehash every file of a model bundle and run its reference windows through ONNX Runtime.
+
+    Prints files hashed, windows checked and the largest error per output against the bundle's
+    tolerance, then OK or FAILED. Exit code 1 when a file, hash or output does not match.
+    """
+    from edgeser import bundle as bundles
+    from edgeser.errors import BundleError
+
+    try:
+        report = bundles.verify(bundle)
+    except BundleError as err:
+        print(f"edgeser: {err}", file=sys.stderr)
+        raise typer.Exit(1)
+    typer.echo(f"bundle   {report.bundle}")
+    typer.echo(f"files    {report.files_checked} hashed")
+    typer.echo(f"windows  {report.windows_checked} checked")
+    for name, error in report.max_abs_error.items():
+        shown = "n/a" if math.isnan(error) else f"{error:.3g}"
+        typer.echo(f"{name:<9} max abs error {shown} (atol {report.atol:g})")
+    if report.ok:
+        typer.echo("OK")
+        return
+    typer.echo("FAILED")
+    for problem in report.problems:
+        print(f"edgeser: {problem}", file=sys.stderr)
+    print(
+        f"edgeser: bundle {report.bundle} does not reproduce its reference windows "
+        f"({len(report.problems)} problems).",
+        file=sys.stderr,
+    )
+    raise typer.Exit(1)
