@@ -1,0 +1,31 @@
+"""The table that ends ``edgeser export``: where it wrote, sizes, parity."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _mib(n_bytes: int) -> str:
+    return f"{n_bytes / 2**20:.1f} MiB" if n_bytes >= 2**20 else f"{n_bytes / 1024:.1f} KiB"
+
+
+def export_summary(result) -> None:
+    table = Table(title=f"edgeser bundle: {result.model_id}", show_header=False)
+    table.add_column("", style="bold")
+    table.add_column("", overflow="fold")
+    table.add_row("written to", str(result.bundle))
+    table.add_row("task", f"{result.task} ({result.family})")
+    table.add_row("labels", ", ".join(result.labels))
+    for name, size in sorted(result.file_bytes.items()):
+        table.add_row(name, _mib(size))
+    p = result.parity
+    table.add_row("parity audio", f"{p['windows']} windows: {result.eval_audio}")
+    table.add_row("ONNX vs PyTorch", f"max abs error logits {p['logits_max_abs_error']:.1e}, "
+                  f"embedding {p['embedding_max_abs_error']:.1e}")
+    if "top1_agreement" in p:
+        table.add_row("top-1 agreement", f"{100 * p['top1_agreement']:.2f}% "
+                      f"(max prob error {p['max_prob_error']:.1e})")
+    for label, m in p.get("outputs", {}).items():
+        table.add_row(f"CCC {label}", f"{m['ccc']:.6f} (max abs error {m['max_abs_error']:.1e})")
+    Console().print(table)

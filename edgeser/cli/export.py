@@ -1,0 +1,64 @@
+"""``edgeser export``: a fine-tuned checkpoint (hub id or directory) -> a verified bundle."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+INSTALL_HINT = "the export toolchain is not installed: pip install 'edgeser[export]'"
+
+
+def _operating_points(values: List[str]) -> tuple:
+    points = []
+    for value in values:
+        name, sep, threshold = value.partition("=")
+        try:
+            number = float(threshold)
+        except ValueError:
+            number = float("nan")
+        if not sep or not name or number != number:
+            raise typer.BadParameter(f"{value!r} is not NAME=THRESHOLD, e.g. high-precision=0.95",
+                                     param_hint="--operating-point")
+        points.append((name, number))
+    return tuple(points)
+
+
+def export(
+    model: str = typer.Option(..., "--model", "-m", help="Hub id (org/name) or checkpoint directory."),
+    revision: Optional[str] = typer.Option(None, help="Hub revision (branch, tag or commit)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                       help="Bundle directory [default: $EDGESER_HOME/bundles/<model>@<revision>]."),
+    task: Optional[str] = typer.Option(None, help="emotion-dimensional, emotion-categorical, "
+                                       "emotion-prototypes or laughter [default: from the checkpoint]."),
+    layers: Optional[int] = typer.Option(None, min=1, help="Keep only the first N transformer layers."),
+    quantize: str = typer.Option("none", help="Weight precision: none (FP32)."),
+    operating_point: List[str] = typer.Option([], "--operating-point",
+                                              help="Laughter threshold NAME=VALUE (repeatable)."),
+    prototypes: Optional[Path] = typer.Option(None, help="CSV (path,label) of clips for class prototypes."),
+    eval_audio: Optional[Path] = typer.Option(None, help="Folder of real speech for the parity check."),
+    eval_windows: int = typer.Option(200, min=1, help="Windows used for the parity check."),
+    window: Optional[float] = typer.Option(None, help="Window length in seconds [default: per task]."),
+    hop: Optional[float] = typer.Option(None, help="Hop in seconds [default: per task]."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing bundle."),
+) -> None:
+    """Export a fine-tuned wav2vec2 / HuBERT checkpoint to a verified ONNX bundle."""
+    points = _operating_points(operating_point)
+    try:
+        from edgeser.export import ExportOptions, export_model
+    except ImportError as err:
+        print(f"edgeser: {INSTALL_HINT} ({err.name} is missing).", file=sys.stderr)
+        raise typer.Exit(1)
+    from edgeser.cli._progress import RichProgress
+    from edgeser.cli._summary import export_summary
+
+    options = ExportOptions(
+        model=model, revision=revision, out=out, task=task, layers=layers, quantize=quantize,
+        operating_points=points, prototypes=prototypes, eval_audio=eval_audio,
+        eval_windows=eval_windows, window_s=window, hop_s=hop, overwrite=force,
+    )
+    with RichProgress() as progress:
+        result = export_model(options, progress)
+    export_summary(result)

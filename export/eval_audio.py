@@ -1,0 +1,141 @@
+"""Audio for parity evaluation: a user's folder of real recordings, or a default that the
+package can produce legally on any machine.
+
+The default is speech synthesised by espeak-ng when it is installed (several voices, rates and
+pitches), else a formant synthesiser of vowel sequences with moving pitch. Neither is real
+speech; the manifest says which was used, and users pass ``--eval-audio DIR`` for real speech.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgeser import audio
+from edgeser import frontend as fe
+from edgeser.errors import AudioError, ExportError
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
+SENTENCES = (
+    "The meeting starts at nine, and nobody knows where the projector went.",
+    "I can't believe you did that again, it's absolutely wonderful!",
+    "Please leave the package at the front door next to the blue bicycle.",
+    "Why would anyone paint the kitchen bright orange in the middle of winter?",
+    "We lost the match, but honestly the weather was far worse than the score.",
+    "Stop it right now, I am really angry about this whole situation.",
+    "That is the funniest thing I have heard all week, tell it once more.",
+    "The train to the coast was cancelled, so we walked along the river instead.",
+    "Could you speak a little slower, the connection keeps dropping out.",
+    "Everything is fine, there is nothing to worry about, just breathe slowly.",
+)
+VOICES = ("en-us", "en-gb", "de", "fr", "es", "it")
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Normalised 16 kHz windows, grouped by length for batching, and where they came from."""
+
+    windows: tuple  # of float32 1-D arrays, normalised per window
+    description: str
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+
+def _windows_of(signal_16k: np.ndarray, window_s: float, hop_s: float) -> list:
+    return [fe.normalize(signal_16k[w.start : w.stop])
+            for w in fe.windows(len(signal_16k), window_s, hop_s)]
+
+
+def from_directory(directory: Path, window_s: float, hop_s: float, max_windows: int) -> EvalSet:
+    files = sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    # A fixed pseudo-random order, so a window budget smaller than the folder still samples all
+    # of it (speakers, languages, corpora) instead of its alphabetically first corpus.
+    files.sort(key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())
+    if not files:
+        raise ExportError(f"{directory}: holds no audio files ({', '.join(AUDIO_SUFFIXES)}).")
+    windows: list = []
+    for path in files:
+        try:
+            samples, info = audio.read_mono(path, nonfinite="zero")
+        except AudioError as err:
+            raise ExportError(f"evaluation audio {err}") from None
+        if info.frames == 0:
+            continue
+        windows += _windows_of(fe.resample(samples, info.rate_hz), window_s, hop_s)
+        if len(windows) >= max_windows:
+            break
+    if not windows:
+        raise ExportError(f"{directory}: its audio is too short for a single window.")
+    return EvalSet(tuple(windows[:max_windows]), f"{directory} ({len(files)} files)")
+
+
+def _espeak(text: str, voice: str, speed_wpm: int, pitch: int, out: Path) -> None:
+    subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed_wpm), "-p", str(pitch), "-w", str(out), text],
+        check=True, capture_output=True, timeout=60,
+    )
+
+
+def _espeak_speech(seconds: float) -> np.ndarray | None:
+    if shutil.which("espeak-ng") is None:
+        return None
+    rng = np.random.default_rng(7)
+    parts, total = [], 0
+    with tempfile.TemporaryDirectory() as scratch:
+        k = 0
+        while total < seconds * 16000:
+            wav = Path(scratch) / f"{k}.wav"
+            try:
+                _espeak(SENTENCES[k % len(SENTENCES)], VOICES[k % len(VOICES)],
+                        int(rng.integers(120, 200)), int(rng.integers(20, 80)), wav)
+                samples, info = audio.read_mono(wav)
+            except (subprocess.SubprocessError, OSError, AudioError):
+                return None
+            speech = fe.resample(samples, info.rate_hz)
+            parts += [speech, np.zeros(int(rng.integers(1600, 8000)), np.float32)]
+            total += len(speech)
+            k += 1
+    return np.concatenate(parts)
+
+
+def _formant_vowels(seconds: float) -> np.ndarray:
+    """Vowel-like sounds: a glottal pulse train with moving pitch through formant resonators."""
+    from scipy.signal import lfilter  # pragma: no cover - only without espeak-ng
+
+    rng = np.random.default_rng(11)
+    formants = [(730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480),
+                (570, 840, 2410), (440, 1020, 2240)]
+    out = []
+    for _ in range(int(seconds / 0.6) + 1):
+        n = int(rng.integers(3200, 12000))
+        f0 = rng.uniform(90, 260) * (1 + 0.2 * np.sin(np.linspace(0, rng.uniform(1, 6), n)))
+        phase = np.cumsum(f0 / 16000)
+        source = (np.diff(np.floor(phase), prepend=0) > 0).astype(np.float64)
+        source += 0.02 * rng.standard_normal(n)
+        voiced = source
+        for f in formants[int(rng.integers(len(formants)))]:
+            r = np.exp(-np.pi * 90 / 16000)
+            voiced = lfilter([1 - r], [1, -2 * r * np.cos(2 * np.pi * f / 16000), r * r], voiced)
+        envelope = np.hanning(n)
+        out += [0.3 * voiced * envelope / (np.abs(voiced).max() + 1e-9), np.zeros(int(rng.integers(800, 4800)))]
+    return np.concatenate(out).astype(np.float32)
+
+
+def default(window_s: float, hop_s: float, max_windows: int) -> EvalSet:
+    """Generated evaluation audio with at least ``max_windows`` windows."""
+    seconds = window_s + hop_s * (max_windows + 1)
+    speech = _espeak_speech(seconds)
+    if speech is not None:
+        description = "espeak-ng synthetic speech (generated; not real speech)"
+    else:
+        speech = _formant_vowels(seconds)
+        description = "formant-synthesised vowels (generated; espeak-ng not installed)"
+    windows = _windows_of(speech, window_s, hop_s)[:max_windows]
+    return EvalSet(tuple(windows), description)

@@ -1,0 +1,293 @@
+"""``edgeser export``: checkpoint -> verified FP32 ONNX bundle.
+
+resolve source -> read weights safely -> build the family's module and load every weight ->
+evaluation windows -> PyTorch reference outputs -> ONNX export -> parity gate -> reference
+windows -> bundle written atomically (nothing at the destination unless every step passed).
+"""
+
+from __future__ import annotations
+
+import datetime
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgeser import __version__, bundle
+from edgeser.errors import ExportError
+from edgeser.export import checkpoint, eval_audio, families, onnx_export, parity, prototypes
+from edgeser.export import source as sources
+from edgeser.export import weights
+
+TASKS = ("emotion-dimensional", "emotion-categorical", "emotion-prototypes", "laughter")
+# Emotion: utterance-length windows (the models were trained on utterances of a few seconds);
+# a 1 s hop gives a value per second. Laughter: bouts last 0.5-2 s, so 1 s windows with a
+# 0.25 s hop place event edges to a quarter second.
+WINDOWS_S = {"laughter": (1.0, 0.25)}
+DEFAULT_WINDOW_S = (3.0, 1.0)
+# Below this RMS level (raw audio) a window is reported as silent instead of scored.
+SILENCE_DBFS = -55.0
+DEFAULT_OPERATING_POINTS = {"default": 0.5}
+REFERENCE_WINDOWS_ATOL = parity.FP32_ATOL
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    model: str
+    revision: str | None = None
+    out: Path | None = None
+    task: str | None = None
+    layers: int | None = None
+    quantize: str = "none"
+    operating_points: tuple = ()  # ((name, threshold), ...)
+    prototypes: Path | None = None
+    eval_audio: Path | None = None
+    eval_windows: int = 200
+    window_s: float | None = None
+    hop_s: float | None = None
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    bundle: Path
+    model_id: str
+    task: str
+    family: str
+    labels: tuple
+    file_bytes: dict
+    parity: dict
+    eval_audio: str
+
+
+class Progress:
+    """What the pipeline reports; the CLI draws it, the API default is silent."""
+
+    def start(self, description: str, total: int | None = None) -> None:
+        """A new step begins (``total`` units when it can be counted)."""
+
+    def advance(self, units: int = 1) -> None:
+        """Units of the current step are done."""
+
+
+@dataclass
+class _Context:
+    options: ExportOptions
+    progress: Progress
+    label: str = ""
+    tools: dict = field(default_factory=dict)
+
+
+def _check_options(o: ExportOptions) -> None:
+    if o.quantize != "none":
+        raise ExportError(f"--quantize {o.quantize} is not available in this version; use --quantize none.")
+    if o.task is not None and o.task not in TASKS:
+        raise ExportError(f"unknown task {o.task!r}; choose one of {', '.join(TASKS)}.")
+    for name, threshold in o.operating_points:
+        if not 0.0 < threshold < 1.0:
+            raise ExportError(f"operating point {name}={threshold} must be a threshold between 0 and 1.")
+    if o.eval_windows < 1:
+        raise ExportError("--eval-windows must be at least 1.")
+
+
+# What each task's logits must be; a --task that contradicts the checkpoint's head is refused.
+_TASK_LOGITS = {"emotion-dimensional": "regression", "emotion-categorical": "class-logits",
+                "laughter": "class-logits", "emotion-prototypes": "similarity"}
+
+
+def _check_task(built, label: str) -> None:
+    wanted = _TASK_LOGITS[built.task]
+    if built.logits_kind != wanted:
+        raise ExportError(
+            f"{label}: task {built.task} needs {wanted} outputs, but this checkpoint's head "
+            f"gives {built.logits_kind}."
+        )
+
+
+def _laughter_fields(built, points: tuple) -> dict:
+    if built.logits_kind != "class-logits" or len(built.labels) != 2:
+        raise ExportError(
+            f"laughter needs a two-class classifier; this checkpoint has {len(built.labels)} "
+            f"{built.logits_kind} outputs."
+        )
+    positive = next((label for label in built.labels if "laugh" in label.lower()), built.labels[1])
+    operating = dict(DEFAULT_OPERATING_POINTS)
+    operating.update(dict(points))
+    return {"operating_points": operating, "default_operating_point": "default",
+            "positive_label": positive}
+
+
+def _torch_forward(module):
+    import torch
+
+    def forward(batch: np.ndarray):
+        with torch.inference_mode():
+            logits, embedding = module(torch.from_numpy(np.ascontiguousarray(batch, np.float32)))
+        return logits.numpy(), embedding.numpy()
+
+    return forward
+
+
+def _onnx_forward(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+    def forward(batch: np.ndarray):
+        logits, embedding = session.run(["logits", "embedding"],
+                                        {"input_values": np.ascontiguousarray(batch, np.float32)})
+        return logits, embedding
+
+    return forward
+
+
+def _counting(forward, progress: Progress):
+    def wrapped(batch):
+        result = forward(batch)
+        progress.advance(len(batch))
+        return result
+
+    return wrapped
+
+
+def _reference_windows(eval_set) -> list:
+    """A full window of evaluation audio, a one-second excerpt, and one second of silence."""
+    first = eval_set.windows[0]
+    later = eval_set.windows[len(eval_set) // 2]
+    return [first, later[: min(len(later), 16000)], np.zeros(16000, np.float32)]
+
+
+def _tool_versions() -> dict:
+    import onnx
+    import onnxruntime
+    import torch
+    import transformers
+
+    return {"edgeser": __version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
+
+
+def export_model(options: ExportOptions, progress: Progress | None = None) -> ExportResult:
+    """Export a checkpoint to a verified bundle; raises ExportError (one sentence) on failure."""
+    progress = progress or Progress()
+    _check_options(options)
+
+    progress.start("resolving the checkpoint")
+    src = sources.resolve(options.model, options.revision)
+    label = options.model
+    progress.start("reading weights")
+    ckpt = checkpoint.read(src.directory, label)
+    layers_in_checkpoint = int(ckpt.config.get("num_hidden_layers", 0))
+    family, built = families.build(ckpt.config, label, task=options.task, layers=options.layers,
+                                   state_dict=ckpt.state_dict)
+    _check_task(built, label)
+    weights.load(built, ckpt.state_dict, label, layers_kept=options.layers)
+    task = built.task
+    if options.prototypes is not None and task != "emotion-prototypes":
+        raise ExportError(f"--prototypes applies to embedding models; {label} is a {task} model.")
+
+    window_s, hop_s = WINDOWS_S.get(task, DEFAULT_WINDOW_S)
+    window_s, hop_s = options.window_s or window_s, options.hop_s or hop_s
+    extra: dict = {"operating_points": {}, "default_operating_point": None,
+                   "positive_label": None, "prototypes": None}
+    if task == "laughter":
+        extra.update(_laughter_fields(built, options.operating_points))
+    elif options.operating_points:
+        raise ExportError("--operating-point applies to laughter models only.")
+
+    labels = list(built.labels)
+    if task == "emotion-prototypes":
+        if options.prototypes is None:
+            raise ExportError(f"{label} is an embedding model; pass --prototypes CSV of labelled clips.")
+        import torch
+
+        progress.start("computing class prototypes")
+
+        def embed(batch: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                return built.module.embed(torch.from_numpy(batch.astype(np.float32))).numpy()
+
+        labels, vectors = prototypes.compute(options.prototypes, embed, window_s, hop_s)
+        built.module.prototypes = torch.from_numpy(vectors)
+        extra["prototypes"] = {"labels": labels, "vectors": vectors.tolist()}
+
+    progress.start("preparing evaluation audio")
+    if options.eval_audio is not None:
+        eval_set = eval_audio.from_directory(options.eval_audio, window_s, hop_s, options.eval_windows)
+    else:
+        eval_set = eval_audio.default(window_s, hop_s, options.eval_windows)
+
+    progress.start("PyTorch FP32 reference", total=len(eval_set))
+    reference = parity.run(_counting(_torch_forward(built.module), progress), eval_set.windows)
+
+    dest = options.out or bundle.default_bundle_dir(src.model_id, src.revision or "local")
+    with bundle.stage_bundle(Path(dest), overwrite=options.overwrite) as stage:
+        progress.start("exporting ONNX (opset 17)")
+        graph = stage.path / "model.onnx"
+        onnx_export.export(built.module, graph)
+        onnx_forward = _onnx_forward(graph)
+
+        progress.start("ONNX Runtime FP32 parity", total=len(eval_set))
+        candidate = parity.run(_counting(onnx_forward, progress), eval_set.windows)
+        metrics = parity.compare(reference, candidate, labels, built.logits_kind)
+        worst = max(metrics["logits_max_abs_error"], metrics["embedding_max_abs_error"])
+        if worst > parity.FP32_ATOL:
+            raise ExportError(
+                f"{label}: the FP32 ONNX graph differs from PyTorch by {worst:.2e} (max abs), "
+                f"more than {parity.FP32_ATOL:g}; nothing was written."
+            )
+
+        progress.start("writing the bundle")
+        ref_windows = _reference_windows(eval_set)
+        arrays = {}
+        for i, window in enumerate(ref_windows):
+            logits, embedding = onnx_forward(window[None, :])
+            arrays.update({f"input_{i}": window[None, :].astype(np.float32),
+                           f"logits_{i}": logits, f"embedding_{i}": embedding})
+        np.savez(stage.path / "reference.npz", **arrays)
+        sample_logits = arrays["logits_0"]
+        manifest = {
+            "schema_version": bundle.SCHEMA_VERSION,
+            "format": "edgeser-bundle",
+            "model_id": src.model_id,
+            "task": task,
+            "labels": labels,
+            "outputs": {
+                "logits": {"kind": built.logits_kind, "size": int(sample_logits.shape[1]),
+                           "meaning": built.logits_meaning},
+                "embedding": {"size": int(arrays["embedding_0"].shape[1]),
+                              "meaning": built.embedding_meaning},
+            },
+            "sample_rate_hz": 16000,
+            "normalization": {"mode": "per-window", "epsilon": 1e-7},
+            "window_s": window_s, "hop_s": hop_s, "min_samples": 400,
+            "silence_dbfs": SILENCE_DBFS,
+            **extra,
+            "graphs": [{"file": "model.onnx", "role": "full", "opset": onnx_export.OPSET,
+                        "inputs": {"input_values": ["batch", "samples"]},
+                        "outputs": {"logits": ["batch", int(sample_logits.shape[1])],
+                                    "embedding": ["batch", int(arrays["embedding_0"].shape[1])]}}],
+            "engines": [],
+            "quantization": {"method": "none"},
+            "pruning": ({"layers_kept": options.layers, "layers_in_checkpoint": layers_in_checkpoint}
+                        if options.layers is not None else None),
+            "source": {"model": options.model if src.kind == "hub" else str(src.directory),
+                       "kind": src.kind, "revision": src.revision, "commit": src.commit,
+                       "architecture": ", ".join(ckpt.config.get("architectures") or []),
+                       "family": family.name,
+                       "weights": [{"file": w.name, "sha256": w.sha256} for w in ckpt.weights]},
+            "parity": {"reference": "pytorch-fp32", "candidate": "onnxruntime-cpu-fp32",
+                       "eval_audio": eval_set.description, **metrics},
+            "reference_windows": {"file": "reference.npz", "count": len(ref_windows),
+                                  "atol": REFERENCE_WINDOWS_ATOL},
+            "tools": _tool_versions(),
+            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        written = stage.commit(manifest)
+    sizes = {name: info["bytes"] for name, info in written.manifest["files"].items()}
+    return ExportResult(written.path, src.model_id, task, family.name, tuple(labels), sizes,
+                        written.manifest["parity"], eval_set.description)
