@@ -33,6 +33,16 @@ SENTENCES = (
     "The train to the coast was cancelled, so we walked along the river instead.",
     "Could you speak a little slower, the connection keeps dropping out.",
     "Everything is fine, there is nothing to worry about, just breathe slowly.",
+    "Oh no, the cake fell on the floor just before the guests arrived.",
+    "Look at that view from the hill, the whole valley is glowing in the sun.",
+    "I have told you three times already, the answer is still no.",
+    "My grandmother used to sing this song while she was baking bread.",
+    "Are you serious? We won the tickets for the concert tonight!",
+    "The doctor said the results will take another two weeks, which is hard.",
+    "Turn left at the bakery, then keep going until you see the old church.",
+    "Nobody cleaned the office this week and it smells like old coffee.",
+    "Thank you so much for coming, it means a lot to all of us.",
+    "He whispered something quietly, then laughed and walked out of the room.",
 )
 VOICES = ("en-us", "en-gb", "de", "fr", "es", "it")
 
@@ -47,19 +57,28 @@ class EvalSet:
     def __len__(self) -> int:
         return len(self.windows)
 
+    def full_length(self) -> "EvalSet":
+        """Only the windows of the longest length: histogram calibrators need equal shapes."""
+        longest = max(len(w) for w in self.windows)
+        return EvalSet(tuple(w for w in self.windows if len(w) == longest), self.description)
+
 
 def _windows_of(signal_16k: np.ndarray, window_s: float, hop_s: float) -> list:
     return [fe.normalize(signal_16k[w.start : w.stop])
             for w in fe.windows(len(signal_16k), window_s, hop_s)]
 
 
-def from_directory(directory: Path, window_s: float, hop_s: float, max_windows: int) -> EvalSet:
-    files = sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    # A fixed pseudo-random order, so a window budget smaller than the folder still samples all
-    # of it (speakers, languages, corpora) instead of its alphabetically first corpus.
-    files.sort(key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())
+def audio_files(directory: Path) -> list:
+    """Audio files under ``directory`` in a fixed pseudo-random order, so a window budget
+    smaller than the folder still samples all of it (speakers, languages, corpora) instead of
+    its alphabetically first corpus."""
+    files = [p for p in Path(directory).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES]
     if not files:
         raise ExportError(f"{directory}: holds no audio files ({', '.join(AUDIO_SUFFIXES)}).")
+    return sorted(files, key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())
+
+
+def from_files(files, window_s: float, hop_s: float, max_windows: int, description: str) -> EvalSet:
     windows: list = []
     for path in files:
         try:
@@ -72,8 +91,13 @@ def from_directory(directory: Path, window_s: float, hop_s: float, max_windows: 
         if len(windows) >= max_windows:
             break
     if not windows:
-        raise ExportError(f"{directory}: its audio is too short for a single window.")
-    return EvalSet(tuple(windows[:max_windows]), f"{directory} ({len(files)} files)")
+        raise ExportError(f"{description}: the audio is too short for a single window.")
+    return EvalSet(tuple(windows[:max_windows]), description)
+
+
+def from_directory(directory: Path, window_s: float, hop_s: float, max_windows: int) -> EvalSet:
+    files = audio_files(directory)
+    return from_files(files, window_s, hop_s, max_windows, f"{directory} ({len(files)} files)")
 
 
 def _espeak(text: str, voice: str, speed_wpm: int, pitch: int, out: Path) -> None:
@@ -83,17 +107,17 @@ def _espeak(text: str, voice: str, speed_wpm: int, pitch: int, out: Path) -> Non
     )
 
 
-def _espeak_speech(seconds: float) -> np.ndarray | None:
+def _espeak_speech(seconds: float, sentences: tuple, seed: int) -> np.ndarray | None:
     if shutil.which("espeak-ng") is None:
         return None
-    rng = np.random.default_rng(7)
+    rng = np.random.default_rng(seed)
     parts, total = [], 0
     with tempfile.TemporaryDirectory() as scratch:
         k = 0
         while total < seconds * 16000:
             wav = Path(scratch) / f"{k}.wav"
             try:
-                _espeak(SENTENCES[k % len(SENTENCES)], VOICES[k % len(VOICES)],
+                _espeak(sentences[k % len(sentences)], VOICES[k % len(VOICES)],
                         int(rng.integers(120, 200)), int(rng.integers(20, 80)), wav)
                 samples, info = audio.read_mono(wav)
             except (subprocess.SubprocessError, OSError, AudioError):
@@ -105,11 +129,11 @@ def _espeak_speech(seconds: float) -> np.ndarray | None:
     return np.concatenate(parts)
 
 
-def _formant_vowels(seconds: float) -> np.ndarray:
+def _formant_vowels(seconds: float, seed: int) -> np.ndarray:
     """Vowel-like sounds: a glottal pulse train with moving pitch through formant resonators."""
-    from scipy.signal import lfilter  # pragma: no cover - only without espeak-ng
+    from scipy.signal import lfilter
 
-    rng = np.random.default_rng(11)
+    rng = np.random.default_rng(seed)
     formants = [(730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480),
                 (570, 840, 2410), (440, 1020, 2240)]
     out = []
@@ -128,14 +152,20 @@ def _formant_vowels(seconds: float) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def default(window_s: float, hop_s: float, max_windows: int) -> EvalSet:
-    """Generated evaluation audio with at least ``max_windows`` windows."""
+# Evaluation and calibration use disjoint sentences and seeds, so a recipe is never judged on
+# the audio it was calibrated on.
+_PURPOSES = {"evaluation": (SENTENCES[0::2], 7), "calibration": (SENTENCES[1::2], 8)}
+
+
+def default(window_s: float, hop_s: float, max_windows: int, purpose: str = "evaluation") -> EvalSet:
+    """Generated audio with up to ``max_windows`` windows, for evaluation or calibration."""
+    sentences, seed = _PURPOSES[purpose]
     seconds = window_s + hop_s * (max_windows + 1)
-    speech = _espeak_speech(seconds)
+    speech = _espeak_speech(seconds, sentences, seed)
     if speech is not None:
-        description = "espeak-ng synthetic speech (generated; not real speech)"
+        description = f"espeak-ng synthetic speech, {purpose} sentences (generated; not real speech)"
     else:
-        speech = _formant_vowels(seconds)
-        description = "formant-synthesised vowels (generated; espeak-ng not installed)"
+        speech = _formant_vowels(seconds, seed)
+        description = f"formant-synthesised vowels, {purpose} seed (generated; espeak-ng not installed)"
     windows = _windows_of(speech, window_s, hop_s)[:max_windows]
     return EvalSet(tuple(windows), description)

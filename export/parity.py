@@ -79,3 +79,18 @@ def compare(reference: Outputs, candidate: Outputs, labels: list, logits_kind: s
             for k, label in enumerate(labels)
         }
     return metrics
+
+
+# The fidelity gate every compressed bundle must pass (unless --allow-degraded).
+CCC_MIN = 0.99
+AGREEMENT_MIN = 0.98
+
+
+def gate_failures(metrics: dict) -> list:
+    """What falls short of the gate, one phrase each (empty when it passes)."""
+    failures = [f"CCC {label} {m['ccc']:.4f} < {CCC_MIN}"
+                for label, m in metrics.get("outputs", {}).items() if m["ccc"] < CCC_MIN]
+    agreement = metrics.get("top1_agreement")
+    if agreement is not None and agreement < AGREEMENT_MIN:
+        failures.append(f"top-1 agreement {100 * agreement:.1f}% < {100 * AGREEMENT_MIN:.0f}%")
+    return failures

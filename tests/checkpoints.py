@@ -169,3 +169,40 @@ def hub_cache(hf_home: Path, model_id: str, source_dir: Path, *, commit: str = "
             link.unlink()
         os.symlink(os.path.relpath(blob, snapshot), link)
     return snapshot
+
+
+def audeering_trained_like(directory: Path, seed: int = 0) -> Path:
+    """An audeering-layout checkpoint whose outputs vary across speech the way a trained model's
+    do: transformers' own initialisation for the backbone, and a head fitted to the backbone's
+    three leading principal directions on generated speech. Random heads give outputs that
+    barely vary between windows, where CCC measures noise; this one gives fidelity metrics
+    meaning (used by the quantization tests)."""
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from edgeser.export import eval_audio
+
+    torch.manual_seed(seed)
+    backbone = Wav2Vec2Model(Wav2Vec2Config(**_small_backbone())).eval()
+    windows = eval_audio.default(3.0, 1.0, 24, purpose="calibration").windows
+    with torch.no_grad():
+        pooled = torch.stack([backbone(torch.from_numpy(w)[None]).last_hidden_state.mean(1)[0]
+                              for w in windows]).numpy().astype(np.float64)
+    mean = pooled.mean(axis=0)
+    _, singular, basis = np.linalg.svd(pooled - mean, full_matrices=False)
+    spread = singular[:3] / np.sqrt(len(pooled))
+    dense = np.zeros((32, 32))
+    dense[:3] = 0.8 * basis[:3] / spread[:, None]  # unit-variance inputs to tanh
+    out_proj = np.zeros((3, 32))
+    out_proj[[0, 1, 2], [0, 1, 2]] = 0.2
+    state = {f"wav2vec2.{k}": v for k, v in backbone.state_dict().items()}
+    state.update({
+        "classifier.dense.weight": torch.tensor(dense, dtype=torch.float32),
+        "classifier.dense.bias": torch.tensor(-(dense @ mean), dtype=torch.float32),
+        "classifier.out_proj.weight": torch.tensor(out_proj, dtype=torch.float32),
+        "classifier.out_proj.bias": torch.full((3,), 0.5),
+    })
+    return _save(directory, dict(AUDEERING_CONFIG), state, fmt="safetensors",
+                 weight_norm="parametrizations")

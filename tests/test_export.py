@@ -52,7 +52,8 @@ HUB_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 def export(model, out: Path | None, **options):
     """Export with few parity windows (the tiny models are fast; the gate still runs)."""
     options.setdefault("eval_windows", EVAL_WINDOWS)
-    return export_model(ExportOptions(model=str(model), out=out, **options))
+    # FP32 unless a test asks for more: these tests check faithful loading and export.
+    return export_model(ExportOptions(model=str(model), out=out, **{"quantize": "none", **options}))
 
 
 def manifest(path: Path) -> dict:
@@ -730,7 +731,8 @@ def test_hub_export_through_the_cli(hub):
     # cut a long tmp path short; the path itself is what this test checks.
     env = {"HF_HOME": str(hub / "hf"), "HF_HUB_OFFLINE": "1", "EDGESER_HOME": str(hub / "home"),
            "COLUMNS": "400"}
-    result = cli("export", "--model", HUB_ID, "--eval-windows", str(EVAL_WINDOWS), env=env)
+    result = cli("export", "--model", HUB_ID, "--eval-windows", str(EVAL_WINDOWS),
+                 "--quantize", "none", env=env)
     assert result.returncode == 0, result.stderr
     expected = hub / "home" / "bundles" / "org--tiny-emotion@main"
     assert str(expected) in result.stdout
@@ -826,6 +828,6 @@ def test_runtime_and_cli_do_not_import_torch():
 def test_task_that_contradicts_the_head_is_refused(tmp_path):
     ckpt = checkpoints.audeering(tmp_path / "ckpt")
     with pytest.raises(ExportError, match="needs class-logits outputs"):
-        export_model(ExportOptions(model=str(ckpt), out=tmp_path / "b",
+        export_model(ExportOptions(model=str(ckpt), out=tmp_path / "b", quantize="none",
                                    task="emotion-categorical", eval_windows=4))
     assert not (tmp_path / "b").exists()
