@@ -52,6 +52,8 @@ SAMPLE_RATE_HZ = 16000
 # The ONNX contract: one input, two outputs (see DESIGN.md, "The model bundle").
 INPUT_NAME = "input_values"
 OUTPUT_NAMES = ("logits", "embedding")
+# TensorRT engine precisions (see edgeser.engines for the record).
+ENGINE_PRECISIONS = ("fp16", "int8")
 
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CHUNK_BYTES = 1 << 20
@@ -342,9 +344,28 @@ def _check_engines(m: Mapping, listed: set[str] | None, problems: list[str]) -> 
             problems.append(f"engines[{i}] must be an object")
             continue
         _check_ref(f"engines[{i}].file", engine.get("file"), listed, problems)
-        for key in ("tensorrt", "cuda", "gpu"):
+        if engine.get("precision") not in ENGINE_PRECISIONS:
+            problems.append(f"engines[{i}].precision must be one of {', '.join(ENGINE_PRECISIONS)}")
+        for key in ("tensorrt", "cuda", "gpu", "compute_capability"):
             if not _is_text(engine.get(key)):
                 problems.append(f"engines[{i}].{key} must be a non-empty string")
+        _check_engine_profile(i, engine.get("profile"), problems)
+
+
+def _check_engine_profile(i: int, profile: Any, problems: list[str]) -> None:
+    """``{"input": name, "batch": [min, opt, max], "samples": [min, opt, max]}``, 1 <= min <= opt
+    <= max."""
+    where = f"engines[{i}].profile"
+    if not isinstance(profile, dict):
+        problems.append(f"{where} must be an object")
+        return
+    if not _is_text(profile.get("input")):
+        problems.append(f"{where}.input must be a non-empty string")
+    for key in ("batch", "samples"):
+        dims = profile.get(key)
+        if not (isinstance(dims, list) and len(dims) == 3 and all(_is_int(d) for d in dims)
+                and 1 <= dims[0] <= dims[1] <= dims[2]):
+            problems.append(f"{where}.{key} must be [min, opt, max] integers, 1 <= min <= opt <= max")
 
 
 def _check_reference(m: Mapping, listed: set[str] | None, problems: list[str]) -> None:

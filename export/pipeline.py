@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import platform
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +17,9 @@ import numpy as np
 
 from edgeser import __version__, bundle
 from edgeser.errors import ExportError
-from edgeser.export import checkpoint, eval_audio, families, onnx_export, parity, prototypes
+from edgeser.export import (checkpoint, eval_audio, families, onnx_export, parity, prototypes,
+                            quantize, sensitivity)
+from edgeser.export import tensorrt as engines
 from edgeser.export import source as sources
 from edgeser.export import weights
 
@@ -29,7 +32,11 @@ DEFAULT_WINDOW_S = (3.0, 1.0)
 # Below this RMS level (raw audio) a window is reported as silent instead of scored.
 SILENCE_DBFS = -55.0
 DEFAULT_OPERATING_POINTS = {"default": 0.5}
-REFERENCE_WINDOWS_ATOL = parity.FP32_ATOL
+# How closely a device must reproduce the stored reference outputs (edgeser verify): FP32
+# kernels agree to rounding; INT8 and FP16 kernels differ between CPUs in their float parts.
+REFERENCE_WINDOWS_ATOL = {"none": parity.FP32_ATOL, "int8": 1e-3, "fp16": 1e-2}
+QUANTIZE = tuple(REFERENCE_WINDOWS_ATOL)
+CALIBRATION_WINDOWS = 64
 
 
 @dataclass(frozen=True)
@@ -39,7 +46,11 @@ class ExportOptions:
     out: Path | None = None
     task: str | None = None
     layers: int | None = None
-    quantize: str = "none"
+    quantize: str = "int8"
+    recipe: str | None = None  # a preset of edgeser.export.quantize.RECIPES
+    calibration: Path | None = None
+    calibration_windows: int = CALIBRATION_WINDOWS
+    allow_degraded: bool = False
     operating_points: tuple = ()  # ((name, threshold), ...)
     prototypes: Path | None = None
     eval_audio: Path | None = None
@@ -47,6 +58,7 @@ class ExportOptions:
     window_s: float | None = None
     hop_s: float | None = None
     overwrite: bool = False
+    engine: str | None = None  # "tensorrt": also build this device's engine
 
 
 @dataclass(frozen=True)
@@ -80,8 +92,10 @@ class _Context:
 
 
 def _check_options(o: ExportOptions) -> None:
-    if o.quantize != "none":
-        raise ExportError(f"--quantize {o.quantize} is not available in this version; use --quantize none.")
+    if o.quantize not in QUANTIZE:
+        raise ExportError(f"--quantize {o.quantize} is not one of {', '.join(QUANTIZE)}.")
+    if o.recipe is not None and o.recipe not in quantize.RECIPES:
+        raise ExportError(f"unknown recipe {o.recipe!r}; choose one of {', '.join(quantize.RECIPES)}.")
     if o.task is not None and o.task not in TASKS:
         raise ExportError(f"unknown task {o.task!r}; choose one of {', '.join(TASKS)}.")
     for name, threshold in o.operating_points:
@@ -89,6 +103,14 @@ def _check_options(o: ExportOptions) -> None:
             raise ExportError(f"operating point {name}={threshold} must be a threshold between 0 and 1.")
     if o.eval_windows < 1:
         raise ExportError("--eval-windows must be at least 1.")
+    if o.engine not in (None, "tensorrt"):
+        raise ExportError(f"--engine {o.engine} is not available; the engine is tensorrt.")
+    if o.engine and o.quantize not in engines.PRECISIONS:
+        raise ExportError("--engine tensorrt needs --quantize fp16 or int8 (TensorRT runs "
+                          "reduced precision; FP32 bundles run the ONNX graph).")
+    recipe = o.recipe or quantize.DEFAULT_RECIPE
+    if o.engine and o.quantize == "int8" and quantize.RECIPES[recipe]().method != "static-qdq":
+        raise ExportError(f"--engine tensorrt needs a static INT8 recipe; {recipe} is not one.")
 
 
 # What each task's logits must be; a --task that contradicts the checkpoint's head is refused.
@@ -171,10 +193,69 @@ def _tool_versions() -> dict:
             "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
 
 
+def _compress(options, fp32_graph, graph, eval_set, reference, labels, logits_kind,
+              window_s, hop_s, label, progress):
+    """Quantize the FP32 graph into ``graph``, measure parity against PyTorch FP32 and apply
+    the gate; returns (manifest recipe record, metrics)."""
+    if options.quantize == "fp16":
+        recipe = quantize.Recipe.fp16()
+    else:
+        recipe = quantize.RECIPES[options.recipe or quantize.DEFAULT_RECIPE]()
+        if options.engine:
+            recipe = engines.engine_recipe(recipe)  # TensorRT needs symmetric activations
+    calibration = None
+    if recipe.method == "static-qdq":
+        progress.start("preparing calibration audio")
+        if options.calibration is not None:
+            calibration = eval_audio.from_directory(options.calibration, window_s, hop_s,
+                                                    options.calibration_windows)
+        else:
+            calibration = eval_audio.default(window_s, hop_s, options.calibration_windows,
+                                             purpose="calibration")
+        calibration = calibration.full_length()
+    mixed = None
+    if (options.recipe or quantize.DEFAULT_RECIPE) == "static-mixed":
+        progress.start("choosing layers to keep float (sensitivity)")
+        mixed = sensitivity.search(fp32_graph, graph, recipe, calibration.windows, labels,
+                                   logits_kind, _onnx_forward, progress=progress)
+        recipe = mixed.recipe
+        kept = quantize.matching_nodes(fp32_graph, recipe.float_nodes, recipe.ops)
+    else:
+        progress.start(f"quantizing ({recipe.name})")
+        kept = quantize.quantize(fp32_graph, graph, recipe, calibration.windows if calibration else ())
+    progress.start(f"{recipe.name} parity", total=len(eval_set))
+    candidate = parity.run(_counting(_onnx_forward(graph), progress), eval_set.windows)
+    metrics = parity.compare(reference, candidate, labels, logits_kind)
+    failures = parity.gate_failures(metrics)
+    metrics["candidate"] = f"onnxruntime-cpu-{options.quantize}"
+    metrics["gate"] = {"ccc_min": parity.CCC_MIN, "agreement_min": parity.AGREEMENT_MIN,
+                       "passed": not failures, "failures": failures,
+                       "allowed_degraded": bool(failures and options.allow_degraded)}
+    if failures and not options.allow_degraded:
+        raise ExportError(
+            f"{label}: the {options.quantize} graph ({recipe.name}) fails the fidelity gate "
+            f"({'; '.join(failures)}); nothing was written (--allow-degraded writes it anyway)."
+        )
+    calibration_record = None
+    if calibration is not None:
+        calibration_record = {"audio": calibration.description, "windows": len(calibration)}
+    record = recipe.manifest(calibration_record, kept)
+    if mixed is not None:
+        record["mixed_precision"] = {
+            "float_groups": list(mixed.float_groups), "target": sensitivity.TARGET_CCC
+            if logits_kind != "class-logits" else sensitivity.TARGET_AGREEMENT,
+            "calibration_score_all_int8": mixed.baseline_score,
+            "calibration_score": mixed.final_score, "met_target": mixed.met_target,
+            "sensitivity": mixed.sensitivity}
+    return record, metrics
+
+
 def export_model(options: ExportOptions, progress: Progress | None = None) -> ExportResult:
     """Export a checkpoint to a verified bundle; raises ExportError (one sentence) on failure."""
     progress = progress or Progress()
     _check_options(options)
+    if options.engine:  # before the long steps: no TensorRT or GPU fails in seconds
+        engines.check_available()
 
     progress.start("resolving the checkpoint")
     src = sources.resolve(options.model, options.revision)
@@ -225,14 +306,15 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
     reference = parity.run(_counting(_torch_forward(built.module), progress), eval_set.windows)
 
     dest = options.out or bundle.default_bundle_dir(src.model_id, src.revision or "local")
-    with bundle.stage_bundle(Path(dest), overwrite=options.overwrite) as stage:
+    with bundle.stage_bundle(Path(dest), overwrite=options.overwrite) as stage, \
+            tempfile.TemporaryDirectory(prefix="edgeser-export-") as scratch:
         progress.start("exporting ONNX (opset 17)")
         graph = stage.path / "model.onnx"
-        onnx_export.export(built.module, graph)
-        onnx_forward = _onnx_forward(graph)
+        fp32_graph = graph if options.quantize == "none" else Path(scratch) / "fp32.onnx"
+        onnx_export.export(built.module, fp32_graph)
 
         progress.start("ONNX Runtime FP32 parity", total=len(eval_set))
-        candidate = parity.run(_counting(onnx_forward, progress), eval_set.windows)
+        candidate = parity.run(_counting(_onnx_forward(fp32_graph), progress), eval_set.windows)
         metrics = parity.compare(reference, candidate, labels, built.logits_kind)
         worst = max(metrics["logits_max_abs_error"], metrics["embedding_max_abs_error"])
         if worst > parity.FP32_ATOL:
@@ -240,6 +322,18 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
                 f"{label}: the FP32 ONNX graph differs from PyTorch by {worst:.2e} (max abs), "
                 f"more than {parity.FP32_ATOL:g}; nothing was written."
             )
+        recipe_record = {"method": "none", "recipe": "fp32"}
+        if options.quantize != "none":
+            recipe_record, metrics = _compress(options, fp32_graph, graph, eval_set, reference,
+                                               labels, built.logits_kind, window_s, hop_s,
+                                               label, progress)
+        onnx_forward = _onnx_forward(graph)
+        engine_records = []
+        if options.engine:  # fp16: TensorRT reduces the FP32 graph itself; int8: the QDQ graph
+            progress.start(f"building the TensorRT {options.quantize} engine")
+            engine_records.append(engines.build_for_bundle(
+                fp32_graph if options.quantize == "fp16" else graph, stage.path,
+                precision=options.quantize, window_s=window_s))
 
         progress.start("writing the bundle")
         ref_windows = _reference_windows(eval_set)
@@ -271,8 +365,8 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
                         "inputs": {"input_values": ["batch", "samples"]},
                         "outputs": {"logits": ["batch", int(sample_logits.shape[1])],
                                     "embedding": ["batch", int(arrays["embedding_0"].shape[1])]}}],
-            "engines": [],
-            "quantization": {"method": "none"},
+            "engines": engine_records,
+            "quantization": recipe_record,
             "pruning": ({"layers_kept": options.layers, "layers_in_checkpoint": layers_in_checkpoint}
                         if options.layers is not None else None),
             "source": {"model": options.model if src.kind == "hub" else str(src.directory),
@@ -283,7 +377,7 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
             "parity": {"reference": "pytorch-fp32", "candidate": "onnxruntime-cpu-fp32",
                        "eval_audio": eval_set.description, **metrics},
             "reference_windows": {"file": "reference.npz", "count": len(ref_windows),
-                                  "atol": REFERENCE_WINDOWS_ATOL},
+                                  "atol": REFERENCE_WINDOWS_ATOL[options.quantize]},
             "tools": _tool_versions(),
             "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }

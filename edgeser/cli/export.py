@@ -34,7 +34,14 @@ def export(
     task: Optional[str] = typer.Option(None, help="emotion-dimensional, emotion-categorical, "
                                        "emotion-prototypes or laughter [default: from the checkpoint]."),
     layers: Optional[int] = typer.Option(None, min=1, help="Keep only the first N transformer layers."),
-    quantize: str = typer.Option("none", help="Weight precision: none (FP32)."),
+    quantize: str = typer.Option("int8", help="int8, fp16 or none (FP32)."),
+    recipe: Optional[str] = typer.Option(None, help="INT8 recipe preset [default: the measured "
+                                         "conservative one; see benchmarks/RESULTS.md]."),
+    calibration: Optional[Path] = typer.Option(None, help="Folder of real audio to calibrate "
+                                               "INT8 activation ranges [default: generated speech]."),
+    calibration_windows: int = typer.Option(64, min=1, help="Calibration windows."),
+    allow_degraded: bool = typer.Option(False, "--allow-degraded",
+                                        help="Write the bundle even if it fails the fidelity gate."),
     operating_point: List[str] = typer.Option([], "--operating-point",
                                               help="Laughter threshold NAME=VALUE (repeatable)."),
     prototypes: Optional[Path] = typer.Option(None, help="CSV (path,label) of clips for class prototypes."),
@@ -43,9 +50,15 @@ def export(
     window: Optional[float] = typer.Option(None, help="Window length in seconds [default: per task]."),
     hop: Optional[float] = typer.Option(None, help="Hop in seconds [default: per task]."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle."),
+    engine: Optional[str] = typer.Option(None, help="tensorrt: also build a TensorRT engine for "
+                                         "this device's GPU (needs --quantize fp16 or int8; run "
+                                         "on the target device)."),
 ) -> None:
     """Export a fine-tuned wav2vec2 / HuBERT checkpoint to a verified ONNX bundle."""
     points = _operating_points(operating_point)
+    if engine is not None and engine != "tensorrt":
+        raise typer.BadParameter(f"{engine!r} is not an engine; the engine is tensorrt.",
+                                 param_hint="--engine")
     try:
         from edgeser.export import ExportOptions, export_model
     except ImportError as err:
@@ -56,8 +69,10 @@ def export(
 
     options = ExportOptions(
         model=model, revision=revision, out=out, task=task, layers=layers, quantize=quantize,
+        recipe=recipe, calibration=calibration, calibration_windows=calibration_windows,
+        allow_degraded=allow_degraded,
         operating_points=points, prototypes=prototypes, eval_audio=eval_audio,
-        eval_windows=eval_windows, window_s=window, hop_s=hop, overwrite=force,
+        eval_windows=eval_windows, window_s=window, hop_s=hop, overwrite=force, engine=engine,
     )
     with RichProgress() as progress:
         result = export_model(options, progress)

@@ -16,13 +16,19 @@ def verify(
     """Rehash every file of a model bundle and run its reference windows through ONNX Runtime.
 
     Prints files hashed, windows checked and the largest error per output against the bundle's
-    tolerance, then OK or FAILED. Exit code 1 when a file, hash or output does not match.
+    tolerance, whether each TensorRT engine fits this device (not checked without TensorRT or a
+    GPU; never a failure), then OK or FAILED. Exit code 1 when a file, hash or output does not
+    match.
     """
     from edgeser import bundle as bundles
+    from edgeser import engines
     from edgeser.errors import BundleError
 
     try:
         report = bundles.verify(bundle)
+        # TensorRT engines are device-specific: one that does not fit this device is reported,
+        # never a failure (the ONNX graph is the portable form, checked by verify).
+        engine_lines = engines.engine_statuses(bundles.load(report.bundle).manifest)
     except BundleError as err:
         print(f"edgeser: {err}", file=sys.stderr)
         raise typer.Exit(1)
@@ -32,6 +38,8 @@ def verify(
     for name, error in report.max_abs_error.items():
         shown = "n/a" if math.isnan(error) else f"{error:.3g}"
         typer.echo(f"{name:<9} max abs error {shown} (atol {report.atol:g})")
+    for line in engine_lines:
+        typer.echo(line)
     if report.ok:
         typer.echo("OK")
         return
