@@ -71,6 +71,7 @@ class ExportResult:
     file_bytes: dict
     parity: dict
     eval_audio: str
+    quantization: dict
 
 
 class Progress:
@@ -108,9 +109,11 @@ def _check_options(o: ExportOptions) -> None:
     if o.engine and o.quantize not in engines.PRECISIONS:
         raise ExportError("--engine tensorrt needs --quantize fp16 or int8 (TensorRT runs "
                           "reduced precision; FP32 bundles run the ONNX graph).")
-    recipe = o.recipe or quantize.DEFAULT_RECIPE
-    if o.engine and o.quantize == "int8" and quantize.RECIPES[recipe]().method != "static-qdq":
-        raise ExportError(f"--engine tensorrt needs a static INT8 recipe; {recipe} is not one.")
+    # TensorRT has no blockwise or dynamic INT8: without --recipe an engine export uses the
+    # static preset; an explicit non-static recipe is a contradiction.
+    if (o.engine and o.quantize == "int8" and o.recipe is not None
+            and quantize.RECIPES[o.recipe]().method != "static-qdq"):
+        raise ExportError(f"--engine tensorrt needs a static INT8 recipe; {o.recipe} is not one.")
 
 
 # What each task's logits must be; a --task that contradicts the checkpoint's head is refused.
@@ -384,4 +387,5 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
         written = stage.commit(manifest)
     sizes = {name: info["bytes"] for name, info in written.manifest["files"].items()}
     return ExportResult(written.path, src.model_id, task, family.name, tuple(labels), sizes,
-                        written.manifest["parity"], eval_set.description)
+                        written.manifest["parity"], eval_set.description,
+                        written.manifest["quantization"])

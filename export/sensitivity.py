@@ -3,8 +3,9 @@
 A static INT8 recipe is applied; if its outputs on the calibration windows fall short of a
 target (stricter than the gate, so the held-out evaluation has margin), each group of layers is
 tried in float in turn, ranked by how much that recovers, and groups are kept float in that
-order until the target is met. Sensitivity is measured on calibration audio only; the gate
-later judges the result on the disjoint evaluation audio.
+order until the target is met (at worst every group, which is the FP32 graph, so the search
+always ends faithful). Sensitivity is measured on calibration audio only; the gate later judges
+the result on the disjoint evaluation audio.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def score(metrics: dict) -> float:
 
 
 def search(fp32: Path, out: Path, recipe: Recipe, calibration_windows, labels: list,
-           logits_kind: str, forward_of, *, max_float_fraction: float = 0.5, progress=None) -> Search:
+           logits_kind: str, forward_of, *, max_float_fraction: float = 1.0, progress=None) -> Search:
     """Quantize ``fp32`` into ``out`` with as few layer groups in float as meet the target.
 
     ``forward_of(path)`` returns a batch forward for a graph (as parity.run expects)."""

@@ -82,7 +82,12 @@ def engine_file_name(gpu_name: str | None, precision: str) -> str:
 
 def engine_recipe(recipe):
     """The INT8 recipe an engine can be built from: static QDQ with symmetric activations
-    (TensorRT refuses non-zero zero points). Other recipes are returned unchanged."""
+    (TensorRT refuses non-zero zero points, and has no MatMulNBits or dynamic quantization).
+    A non-static recipe becomes the static MinMax preset."""
+    from edgeser.export.quantize import Recipe
+
+    if recipe.method not in ("static-qdq", "fp16", "none"):
+        recipe = Recipe.static()
     if recipe.method != "static-qdq" or recipe.extra.get("ActivationSymmetric") is True:
         return recipe
     return replace(recipe, name=recipe.name + "-symmetric",

@@ -169,3 +169,24 @@ def test_layer_groups_cover_the_graph(int8_bundle, trained_like, tmp_path):
     export_model(ExportOptions(model=str(trained_like), out=fp32, quantize="none", eval_windows=4))
     groups = layer_groups(fp32 / "model.onnx", ("MatMul", "Conv"))
     assert list(groups) == ["feature_encoder", "feature_projection", "layer_0", "layer_1"]
+
+
+def test_default_int8_is_blockwise_faithful_and_batch_independent(trained_like, tmp_path):
+    out = tmp_path / "default"
+    export_model(ExportOptions(model=str(trained_like), out=out, **WINDOWS))
+    m = json.loads((out / "manifest.json").read_text())
+    q = m["quantization"]
+    assert (q["recipe"], q["method"], q["weights"], q["block_size"], q["accuracy_level"]) == (
+        "blockwise-int8-b32", "matmul-nbits", "int8", 32, 4)
+    assert m["parity"]["gate"]["passed"]
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert any(n.op_type == "MatMulNBits" for n in graph.node)
+    # the first conv and the positional conv keep float weights (MatMul only is quantized)
+    assert any(n.op_type == "Conv" for n in graph.node)
+    sess = _session(out / "model.onnx")
+    batch = np.random.default_rng(2).standard_normal((4, 16000)).astype(np.float32)
+    alone = sess.run(["logits", "embedding"], {"input_values": batch[:1]})
+    together = sess.run(["logits", "embedding"], {"input_values": batch})
+    for a, b in zip(alone, together):
+        np.testing.assert_allclose(a, b[:1], atol=1e-6)
+    assert bundle.verify(out).ok

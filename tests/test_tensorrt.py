@@ -730,13 +730,15 @@ def test_engine_recipe_makes_static_activations_symmetric():
     t = export_tools()
     from edgeser.export import quantize
 
-    static = quantize.RECIPES[quantize.DEFAULT_RECIPE]()
+    static = quantize.RECIPES["static-minmax"]()
     made = t.engine_recipe(static)
     assert made.name == static.name + "-symmetric"
     assert made.extra["ActivationSymmetric"] is True and made.method == "static-qdq"
     assert t.engine_recipe(made) is made
-    dynamic = quantize.RECIPES["dynamic-matmul"]()
-    assert t.engine_recipe(dynamic) is dynamic
+    # TensorRT has no dynamic or blockwise INT8: those become the static preset, symmetric
+    for other in ("dynamic-matmul", "blockwise-int8"):
+        made = t.engine_recipe(quantize.RECIPES[other]())
+        assert made.method == "static-qdq" and made.extra["ActivationSymmetric"] is True
 
 
 def test_onnxruntime_static_quantization_with_the_engine_recipe_has_zero_zero_points(tmp_path):
@@ -763,7 +765,7 @@ def test_onnxruntime_static_quantization_with_the_engine_recipe_has_zero_zero_po
     fp32 = tmp_path / "fp32.onnx"
     fp32.write_bytes(model.SerializeToString())
     windows = [(rng.normal(size=16) + 0.7).astype(np.float32) for _ in range(9)]
-    static = quantize.RECIPES[quantize.DEFAULT_RECIPE]()
+    static = quantize.RECIPES["static-minmax"]()
     quantize.quantize(fp32, tmp_path / "asym.onnx", static, windows)
     with pytest.raises(ExportError, match="non-zero zero points"):
         t.check_symmetric(tmp_path / "asym.onnx")

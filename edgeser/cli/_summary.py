@@ -20,9 +20,14 @@ def export_summary(result) -> None:
     for name, size in sorted(result.file_bytes.items()):
         table.add_row(name, _mib(size))
     p = result.parity
+    table.add_row("precision", result.quantization.get("recipe", "fp32"))
     table.add_row("parity audio", f"{p['windows']} windows: {result.eval_audio}")
     table.add_row("ONNX vs PyTorch", f"max abs error logits {p['logits_max_abs_error']:.1e}, "
                   f"embedding {p['embedding_max_abs_error']:.1e}")
+    gate = p.get("gate")
+    if gate is not None:
+        verdict = "passed" if gate["passed"] else "FAILED, written with --allow-degraded: " + "; ".join(gate["failures"])
+        table.add_row("fidelity gate", f"{verdict} (CCC >= {gate['ccc_min']}, agreement >= {gate['agreement_min']:.0%})")
     if "top1_agreement" in p:
         table.add_row("top-1 agreement", f"{100 * p['top1_agreement']:.2f}% "
                       f"(max prob error {p['max_prob_error']:.1e})")
