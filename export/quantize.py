@@ -218,7 +218,6 @@ def _blockwise(fp32: Path, out: Path, recipe: Recipe, kept: list) -> None:
 
 def _to_fp16(fp32: Path, out: Path) -> None:
     import onnx
-    from onnx import numpy_helper  # noqa: F401  (keeps onnx's helpers loaded for the converter)
 
     try:
         from onnxruntime.transformers.float16 import convert_float_to_float16

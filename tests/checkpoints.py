@@ -20,6 +20,7 @@ AUDEERING_CONFIG = {
     "conv_bias": True, "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2,
     "layer_norm_eps": 1e-05, "final_dropout": 0.1, "hidden_dropout": 0.1,
     "attention_dropout": 0.1, "activation_dropout": 0.1, "feat_proj_dropout": 0.1,
+    "hidden_dropout_prob": 0.1,
     "layerdrop": 0.1, "apply_spec_augment": True, "mask_time_prob": 0.05, "mask_time_length": 10,
     "id2label": {"0": "arousal", "1": "dominance", "2": "valence"},
     "label2id": {"arousal": 0, "dominance": 1, "valence": 2},
@@ -179,7 +180,6 @@ def audeering_trained_like(directory: Path, seed: int = 0) -> Path:
     meaning (used by the quantization tests)."""
     import numpy as np
     import torch
-    from safetensors.torch import load_file, save_file
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
     from edgeser.export import eval_audio

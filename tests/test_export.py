@@ -831,3 +831,20 @@ def test_task_that_contradicts_the_head_is_refused(tmp_path):
         export_model(ExportOptions(model=str(ckpt), out=tmp_path / "b", quantize="none",
                                    task="emotion-categorical", eval_windows=4))
     assert not (tmp_path / "b").exists()
+
+
+def test_tiny_audeering_config_is_the_published_one_shrunk():
+    """The fixtures stay faithful to the checkpoint users deploy first: same keys and values
+    as the published config except the sizes."""
+    if not checkpoints.REFERENCE_CONFIG.exists():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{checkpoints.REFERENCE_CONFIG} is missing; CI=true requires it")
+        pytest.skip(f"published reference config not found at {checkpoints.REFERENCE_CONFIG}")
+    published = json.loads(checkpoints.REFERENCE_CONFIG.read_text())
+    sizes = {"hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+             "conv_dim", "num_conv_pos_embeddings", "num_conv_pos_embedding_groups"}
+    assert set(published) == set(checkpoints.AUDEERING_CONFIG)
+    for key, value in published.items():
+        if key not in sizes:
+            assert checkpoints.AUDEERING_CONFIG[key] == value, key
+    assert len(checkpoints.AUDEERING_CONFIG["conv_dim"]) == len(published["conv_dim"])
