@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from edgeser import bundle as bundles
+from edgeser.bundle import hashing
 from edgeser.errors import BundleError, EdgeserError
 
 N_LOGITS = 3
@@ -467,13 +468,13 @@ def test_tampered_bytes_of_the_same_size_are_caught(tmp_path):
 
 def count_hashes(monkeypatch) -> list[str]:
     calls: list[str] = []
-    real = bundles._sha256_file
+    real = hashing._sha256_file
 
     def counting(path):
         calls.append(Path(path).name)
         return real(path)
 
-    monkeypatch.setattr(bundles, "_sha256_file", counting)
+    monkeypatch.setattr(hashing, "_sha256_file", counting)
     return calls
 
 

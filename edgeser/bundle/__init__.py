@@ -1,0 +1,79 @@
+"""The model bundle: a directory holding everything a device needs to run one model.
+
+Layout: ``manifest.json`` (schema below, :data:`SCHEMA_VERSION`), the ONNX graph(s) it lists under
+``"graphs"`` (normally one ``model.onnx`` with role ``"full"``), ``reference.npz`` (reference input
+windows and their expected outputs, for :func:`verify`) and possibly other files. The manifest's
+``"files"`` maps every other file, by relative POSIX name, to its sha256 and size.
+
+Conventions:
+
+- Reading: :func:`load` validates the manifest (:func:`validate_manifest` collects every problem
+  before anything is raised), refuses names that are absolute or escape the bundle (``..``, or a
+  symlink resolving outside it), and checks sizes and sha256 hashes. The full hash pass runs once;
+  a *stamp* keyed by each file's size, mtime and inode (under :func:`edgeser_home`) lets later
+  loads skip it. ``load(..., rehash=True)`` and :func:`verify` always rehash.
+- Writing: :func:`stage_bundle` hands out a temporary directory beside the destination; its
+  :meth:`BundleStage.commit` hashes the files, validates the manifest, writes and fsyncs it, then
+  publishes with one ``rename``. Nothing is published when the manifest is invalid or the block
+  raises, so a reader never sees a half-written bundle.
+- Every failure is a :class:`~edgeser.errors.BundleError` whose message is one sentence naming the
+  bundle directory and the problem(s). This package never prints.
+- Runtime only: numpy, onnxruntime (imported inside :func:`verify`) and the standard library.
+
+Modules, one concern each (this package re-exports their public names):
+
+- :mod:`~edgeser.bundle.manifest`: the schema constants, :func:`validate_manifest`, :class:`Bundle`.
+- :mod:`~edgeser.bundle.locations`: :func:`edgeser_home`, :func:`default_bundle_dir`.
+- :mod:`~edgeser.bundle.hashing`: file hashes and the stamp that lets loads skip them.
+- :mod:`~edgeser.bundle.loading`: :func:`load`.
+- :mod:`~edgeser.bundle.staging`: :func:`stage_bundle`, :class:`BundleStage`, atomic publishing.
+- :mod:`~edgeser.bundle.verification`: :func:`verify`, :class:`VerifyReport`.
+"""
+
+from __future__ import annotations
+
+from edgeser.bundle.locations import default_bundle_dir, edgeser_home
+from edgeser.bundle.manifest import (
+    ENGINE_PRECISIONS,
+    FORMAT,
+    INPUT_NAME,
+    LOGIT_KINDS,
+    MANIFEST,
+    NORMALIZATION_MODES,
+    OUTPUT_NAMES,
+    SAMPLE_RATE_HZ,
+    SCHEMA_VERSION,
+    SOURCE_KINDS,
+    TASKS,
+    Bundle,
+    _name_problem,  # noqa: F401  (read by tests/test_tensorrt.py)
+    validate_manifest,
+)
+from edgeser.bundle.loading import load
+from edgeser.bundle.staging import BundleStage, stage_bundle
+from edgeser.bundle.verification import VerifyReport, verify
+from edgeser.errors import BundleError
+
+__all__ = [
+    "ENGINE_PRECISIONS",
+    "FORMAT",
+    "INPUT_NAME",
+    "LOGIT_KINDS",
+    "MANIFEST",
+    "NORMALIZATION_MODES",
+    "OUTPUT_NAMES",
+    "SAMPLE_RATE_HZ",
+    "SCHEMA_VERSION",
+    "SOURCE_KINDS",
+    "TASKS",
+    "Bundle",
+    "BundleError",
+    "BundleStage",
+    "VerifyReport",
+    "default_bundle_dir",
+    "edgeser_home",
+    "load",
+    "stage_bundle",
+    "validate_manifest",
+    "verify",
+]

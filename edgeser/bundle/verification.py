@@ -1,0 +1,136 @@
+"""Self-check against the reference windows: :func:`verify` and :class:`VerifyReport`.
+
+Runtime only: numpy and onnxruntime, which is imported inside :func:`verify` (via ``_session``)
+so that importing :mod:`edgeser.bundle` stays light.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeser.bundle.loading import load
+from edgeser.bundle.manifest import INPUT_NAME, OUTPUT_NAMES, Bundle
+from edgeser.errors import BundleError
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """Outcome of :func:`verify`. ``max_abs_error`` is per output name over all windows (NaN when
+    no window of that output could be compared); ``problems`` name the window and output."""
+
+    bundle: Path
+    files_checked: int
+    windows_checked: int
+    max_abs_error: dict[str, float] = field(hash=False)
+    atol: float
+    ok: bool
+    problems: tuple[str, ...]
+
+
+def _read_reference(bundle: Bundle) -> list[dict[str, np.ndarray]]:
+    """``[{"input": x, "logits": y, "embedding": e}, ...]`` from the reference file."""
+    ref = bundle.manifest["reference_windows"]
+    path = bundle.path / ref["file"]
+    keys = ("input",) + OUTPUT_NAMES
+    wanted = [[f"{k}_{i}" for k in keys] for i in range(ref["count"])]
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [name for names in wanted for name in names if name not in data.files]
+            if not missing:
+                return [{k: np.asarray(data[n]) for k, n in zip(keys, names)} for names in wanted]
+        problem = f"{ref['file']} lacks {', '.join(missing[:3])}" + (" ..." if missing[3:] else "")
+    except Exception as err:  # zip/npz/pickle refusal errors vary by NumPy version
+        problem = f"{ref['file']} cannot be read as .npz ({err})"
+    raise BundleError(f"model bundle {bundle.path}: {problem}.")
+
+
+def _session(bundle: Bundle) -> Any:
+    """A CPU ONNX Runtime session on the full graph, fully optimised, one thread."""
+    import onnxruntime as ort
+
+    graph = bundle.graph_path("full")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(
+            str(graph), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as err:  # ONNX Runtime raises its own pybind exception types
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BundleError(
+            f"model bundle {bundle.path}: ONNX Runtime cannot load {graph.name} ({first})."
+        ) from None
+    _check_session_io(bundle, session)
+    return session
+
+
+def _check_session_io(bundle: Bundle, session: Any) -> None:
+    inputs = {i.name for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    if INPUT_NAME not in inputs or not set(OUTPUT_NAMES) <= outputs:
+        raise BundleError(
+            f"model bundle {bundle.path}: the full graph must take {INPUT_NAME} and give "
+            f"{' and '.join(OUTPUT_NAMES)} (it takes {sorted(inputs)} and gives {sorted(outputs)})."
+        )
+
+
+def _compare(i: int, name: str, got: np.ndarray, want: np.ndarray, atol: float):
+    """``(max abs error or None, problem or None)`` for one output of one window."""
+    if got.shape != want.shape:
+        return None, f"window {i} {name}: shape {got.shape} differs from the expected {want.shape}"
+    diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    error = float(np.max(diff)) if diff.size else 0.0
+    if not error <= atol:  # also catches NaN
+        return error, f"window {i} {name}: max abs error {error:.3g} exceeds atol {atol:g}"
+    return error, None
+
+
+def _run_window(session: Any, i: int, window: dict, atol: float, errors: dict, problems: list):
+    x = np.ascontiguousarray(window["input"], dtype=np.float32)
+    try:
+        got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
+    except Exception as err:  # ONNX Runtime raises its own pybind exception types
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        problems.append(f"window {i}: ONNX Runtime failed ({first})")
+        return
+    for name, value in zip(OUTPUT_NAMES, got):
+        error, problem = _compare(i, name, np.asarray(value), window[name], atol)
+        if error is not None:
+            errors[name].append(error)
+        if problem is not None:
+            problems.append(problem)
+
+
+def verify(path: str | os.PathLike) -> VerifyReport:
+    """Rehash every file, then run each reference window through ONNX Runtime (CPU) and compare
+    ``logits`` and ``embedding`` with the stored expectations within the manifest's ``atol``.
+
+    Manifest, file and hash problems raise BundleError (as :func:`load`); numeric disagreement
+    returns a report with ``ok=False`` and the problems.
+    """
+    bundle = load(path, rehash=True)
+    windows = _read_reference(bundle)
+    atol = float(bundle.manifest["reference_windows"]["atol"])
+    session = _session(bundle)
+    errors: dict[str, list[float]] = {name: [] for name in OUTPUT_NAMES}
+    problems: list[str] = []
+    for i, window in enumerate(windows):
+        _run_window(session, i, window, atol, errors, problems)
+    worst = {k: float(np.max(v)) if v else float("nan") for k, v in errors.items()}
+    return VerifyReport(
+        bundle=bundle.path,
+        files_checked=len(bundle.manifest["files"]),
+        windows_checked=len(windows),
+        max_abs_error=worst,
+        atol=atol,
+        ok=not problems,
+        problems=tuple(problems),
+    )
