@@ -8,7 +8,10 @@ import json
 import os
 from pathlib import Path
 
-REFERENCE_CONFIG = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "audeering-msp-dim" / "config.json"
+# shared/reference sits beside shared/data (EDGESER_TEST_DATA), default ../shared beside the checkout
+_SHARED = (Path(os.environ["EDGESER_TEST_DATA"]).parent if os.environ.get("EDGESER_TEST_DATA")
+           else Path(__file__).resolve().parents[1].parent / "shared")
+REFERENCE_CONFIG = _SHARED / "reference" / "audeering-msp-dim" / "config.json"
 
 # The published audeering config (../shared/reference), shrunk.
 AUDEERING_CONFIG = {
