@@ -36,6 +36,7 @@ from typing import IO, Iterator, Literal, Union
 import numpy as np
 import soundfile as sf
 
+from edgeser import frontend
 from edgeser.errors import AudioError
 
 __all__ = [
@@ -191,18 +192,15 @@ def read_mono(
 
 
 def mix_to_mono(block: np.ndarray) -> np.ndarray:
-    """Mean over channels of a ``(frames, channels)`` block, accumulated in float64, as float32 1-D.
-
-    A 1-D block is taken as mono already and returned as a float32 copy.
+    """Mean over channels of a ``(frames, channels)`` block, accumulated in float64, as float32 1-D
+    (the frontend's mixdown). A 1-D block is taken as mono already and returned as a float32 copy.
     """
     block = np.asarray(block)
     if block.ndim == 1:
         return block.astype(np.float32, copy=True)
     if block.ndim != 2:
         raise ValueError(f"expected a (frames, channels) block, got shape {block.shape}")
-    if block.shape[1] == 1:
-        return block[:, 0].astype(np.float32, copy=True)
-    return block.mean(axis=1, dtype=np.float64).astype(np.float32)
+    return frontend.to_mono(block)
 
 
 # ---------------------------------------------------------------------------------------------
