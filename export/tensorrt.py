@@ -21,14 +21,12 @@ TensorRT here; the tests drive it with a stub module (tests/test_tensorrt.py).
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from edgeser import bundle
+from edgeser.atomic import atomic_file
 from edgeser.errors import ExportError
 from edgeser.gpu import GpuInfo, local_gpu_info
 
@@ -237,18 +235,8 @@ def _configure(trt, builder, network, precision: str, profile: dict, workspace_b
 
 
 def _write_atomically(data, plan_path: Path) -> None:
-    """Write ``data`` beside ``plan_path`` under a temporary name, fsync, then os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=plan_path.parent, prefix=f".{plan_path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, plan_path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_file(plan_path, binary=True) as f:
+        f.write(data)
 
 
 def _check_loads(trt, logger, plan_path: Path) -> None:
