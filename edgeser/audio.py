@@ -31,7 +31,7 @@ import struct
 import tempfile
 import warnings
 from dataclasses import dataclass
-from typing import IO, Iterator, Literal, Union
+from typing import IO, Callable, Iterator, Literal, Union
 
 import numpy as np
 import soundfile as sf
@@ -143,6 +143,7 @@ def iter_blocks(
     nonfinite: NonFinite = "error",
     *,
     name: str | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode ``source`` as float32 blocks shaped ``(frames, channels)``.
 
@@ -157,11 +158,14 @@ def iter_blocks(
 
     A file that ends before its header says, or whose compressed stream breaks off (truncated or
     damaged), yields the audio up to that point and then warns once (:class:`AudioWarning`).
+
+    ``on_warning``, when given, receives those warning sentences instead of :mod:`warnings`
+    (which is process-global, so concurrent callers cannot tell whose warning is whose).
     """
     _check_block_frames(block_frames)
     _check_nonfinite(nonfinite)
     opened = _open(source, name)
-    return _blocks(opened, block_frames, nonfinite)
+    return _blocks(opened, block_frames, nonfinite, on_warning or _warn)
 
 
 def read(
@@ -504,7 +508,12 @@ def _sniff_wav(head: bytes, size: int | None) -> _WavHeader | None:
 # Decoding
 
 
-def _blocks(opened: _Opened, block_frames: int, nonfinite: str) -> Iterator[np.ndarray]:
+def _warn(message: str) -> None:
+    warnings.warn(message, AudioWarning, stacklevel=3)
+
+
+def _blocks(opened: _Opened, block_frames: int, nonfinite: str,
+            notify: Callable[[str], None]) -> Iterator[np.ndarray]:
     info = opened.info
     label = _display(info.path)
     channels = info.channels
@@ -554,15 +563,12 @@ def _blocks(opened: _Opened, block_frames: int, nonfinite: str) -> Iterator[np.n
     finally:
         opened.close()
     if zeroed:
-        warnings.warn(
-            f"{label}: replaced {zeroed} non-finite samples (NaN or infinity) with 0.0.",
-            AudioWarning,
-            stacklevel=2,
-        )
-    _warn_if_short(opened, done, stopped)
+        notify(f"{label}: replaced {zeroed} non-finite samples (NaN or infinity) with 0.0.")
+    _warn_if_short(opened, done, stopped, notify)
 
 
-def _warn_if_short(opened: _Opened, done: int, stopped: str | None) -> None:
+def _warn_if_short(opened: _Opened, done: int, stopped: str | None,
+                   notify: Callable[[str], None]) -> None:
     info = opened.info
     label = _display(info.path)
     got_s = done / info.rate_hz
@@ -586,7 +592,7 @@ def _warn_if_short(opened: _Opened, done: int, stopped: str | None) -> None:
         )
     else:
         return
-    warnings.warn(message, AudioWarning, stacklevel=3)
+    notify(message)
 
 
 def _read_all(
@@ -622,7 +628,7 @@ def _read_all(
     shape = (capacity,) if mono else (capacity, width)
     out = np.empty(shape, dtype=np.float32)
     done = 0
-    blocks = _blocks(opened, DEFAULT_BLOCK_FRAMES, nonfinite)
+    blocks = _blocks(opened, DEFAULT_BLOCK_FRAMES, nonfinite, _warn)
     try:
         for block in blocks:
             piece = mix_to_mono(block) if mono else block

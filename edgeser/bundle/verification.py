@@ -1,7 +1,7 @@
 """Self-check against the reference windows: :func:`verify` and :class:`VerifyReport`.
 
-Runtime only: numpy and onnxruntime, which is imported inside :func:`verify` (via ``_session``)
-so that importing :mod:`edgeser.bundle` stays light.
+Runtime only: numpy and onnxruntime, which is imported inside :func:`verify` (through
+:mod:`edgeser.inference`) so that importing :mod:`edgeser.bundle` stays light.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgeser.bundle.loading import load
-from edgeser.bundle.manifest import INPUT_NAME, OUTPUT_NAMES, Bundle
+from edgeser.bundle.manifest import OUTPUT_NAMES, Bundle
 from edgeser.errors import BundleError
 
 
@@ -50,36 +50,10 @@ def _read_reference(bundle: Bundle) -> list[dict[str, np.ndarray]]:
 
 
 def _session(bundle: Bundle) -> Any:
-    """A CPU ONNX Runtime session on the full graph, fully optimised, one thread."""
-    import onnxruntime as ort
+    """A CPU session on the full graph, one thread (the reference windows are few)."""
+    from edgeser.inference import Session, SessionSettings
 
-    graph = bundle.graph_path("full")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(
-            str(graph), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-    except Exception as err:  # ONNX Runtime raises its own pybind exception types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BundleError(
-            f"model bundle {bundle.path}: ONNX Runtime cannot load {graph.name} ({first})."
-        ) from None
-    _check_session_io(bundle, session)
-    return session
-
-
-def _check_session_io(bundle: Bundle, session: Any) -> None:
-    inputs = {i.name for i in session.get_inputs()}
-    outputs = {o.name for o in session.get_outputs()}
-    if INPUT_NAME not in inputs or not set(OUTPUT_NAMES) <= outputs:
-        raise BundleError(
-            f"model bundle {bundle.path}: the full graph must take {INPUT_NAME} and give "
-            f"{' and '.join(OUTPUT_NAMES)} (it takes {sorted(inputs)} and gives {sorted(outputs)})."
-        )
+    return Session(bundle, SessionSettings(threads=1))
 
 
 def _compare(i: int, name: str, got: np.ndarray, want: np.ndarray, atol: float):
@@ -94,12 +68,10 @@ def _compare(i: int, name: str, got: np.ndarray, want: np.ndarray, atol: float):
 
 
 def _run_window(session: Any, i: int, window: dict, atol: float, errors: dict, problems: list):
-    x = np.ascontiguousarray(window["input"], dtype=np.float32)
     try:
-        got = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
-    except Exception as err:  # ONNX Runtime raises its own pybind exception types
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        problems.append(f"window {i}: ONNX Runtime failed ({first})")
+        got = session.run(window["input"])
+    except BundleError as err:
+        problems.append(f"window {i}: {err}".rstrip("."))
         return
     for name, value in zip(OUTPUT_NAMES, got):
         error, problem = _compare(i, name, np.asarray(value), window[name], atol)

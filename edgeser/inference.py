@@ -1,0 +1,119 @@
+"""ONNX Runtime sessions on a bundle's graph: the only place the runtime talks to ONNX Runtime.
+
+:class:`Session` owns one ``InferenceSession`` and runs batches of normalised 16 kHz windows to
+``(logits, embedding)``. ONNX Runtime sessions are safe to call from several threads at once, and
+this wrapper keeps no per-call state, so one :class:`Session` serves concurrent callers.
+
+Memory settings (:class:`SessionSettings`): windows come in several lengths (full windows and one
+short final window per file, and ``--window`` overrides), and ONNX Runtime's defaults are tuned for
+one fixed shape: the memory-pattern planner caches a plan per input shape, and the CPU arena grows
+in doubling chunks it never returns. Both make resident memory climb with every new window length.
+The runtime therefore turns the planner off and lets each run allocate what it needs
+(``arena=False``), which keeps memory at the level of the largest window in use; ``arena=True``
+restores ONNX Runtime's defaults for one fixed window length.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeser.bundle.manifest import INPUT_NAME, OUTPUT_NAMES, Bundle
+from edgeser.errors import BundleError
+
+__all__ = ["Session", "SessionSettings", "default_threads"]
+
+
+def default_threads() -> int:
+    """Threads for one inference: the cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How a session runs. ``threads``: ONNX Runtime intra-op threads (one inference spread over
+    this many cores); ``arena`` and ``memory_pattern``: see the module docstring."""
+
+    threads: int
+    provider: str = "CPUExecutionProvider"
+    arena: bool = False
+    memory_pattern: bool = False
+    optimization: str = "all"
+
+    def describe(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+class Session:
+    """One ONNX Runtime session on ``bundle``'s full graph."""
+
+    def __init__(self, bundle: Bundle, settings: SessionSettings):
+        import onnxruntime as ort
+
+        if settings.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {settings.threads}")
+        self.bundle = bundle
+        self.settings = settings
+        graph: Path = bundle.graph_path("full")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = settings.threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.enable_cpu_mem_arena = settings.arena
+        options.enable_mem_pattern = settings.memory_pattern
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(graph), sess_options=options, providers=[settings.provider]
+            )
+        except Exception as err:  # ONNX Runtime raises its own pybind exception types
+            raise BundleError(
+                f"model bundle {bundle.path}: ONNX Runtime cannot load {graph.name} "
+                f"({_first_line(err)})."
+            ) from None
+        self._check_io()
+
+    def _check_io(self) -> None:
+        inputs = {i.name for i in self._session.get_inputs()}
+        outputs = {o.name for o in self._session.get_outputs()}
+        if INPUT_NAME not in inputs or not set(OUTPUT_NAMES) <= outputs:
+            raise BundleError(
+                f"model bundle {self.bundle.path}: the full graph must take {INPUT_NAME} and give "
+                f"{' and '.join(OUTPUT_NAMES)} (it takes {sorted(inputs)} and gives "
+                f"{sorted(outputs)})."
+            )
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers ONNX Runtime actually uses, in priority order."""
+        return list(self._session.get_providers())
+
+    def run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(logits [batch, n], embedding [batch, hidden])`` for normalised windows
+        ``[batch, samples]`` (all the same length)."""
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        try:
+            logits, embedding = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
+        except Exception as err:  # ONNX Runtime raises its own pybind exception types
+            raise BundleError(
+                f"model bundle {self.bundle.path}: inference failed on a batch of shape "
+                f"{x.shape} ({_first_line(err)})."
+            ) from None
+        return np.asarray(logits), np.asarray(embedding)
+
+    def raw(self) -> Any:
+        """The underlying ``onnxruntime.InferenceSession`` (for benchmarks and diagnostics)."""
+        return self._session
