@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeser import __version__, bundle
+from edgeser import frontend as fe
 from edgeser.errors import ExportError
 from edgeser.export import (checkpoint, eval_audio, families, onnx_export, parity, prototypes,
                             quantize, sensitivity)
@@ -26,8 +27,9 @@ from edgeser.export import weights
 TASKS = ("emotion-dimensional", "emotion-categorical", "emotion-prototypes", "laughter")
 # Emotion: utterance-length windows (the models were trained on utterances of a few seconds);
 # a 1 s hop gives a value per second. Laughter: bouts last 0.5-2 s, so 1 s windows with a
-# 0.25 s hop place event edges to a quarter second.
-WINDOWS_S = {"laughter": (1.0, 0.25)}
+# 0.2 s hop place event edges to a fifth of a second. Both are whole model frames (320 samples),
+# as every stored window and hop is (0.25 s would be 12.5 frames).
+WINDOWS_S = {"laughter": (1.0, 0.2)}
 DEFAULT_WINDOW_S = (3.0, 1.0)
 # Below this RMS level (raw audio) a window is reported as silent instead of scored.
 SILENCE_DBFS = -55.0
@@ -276,6 +278,9 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
 
     window_s, hop_s = WINDOWS_S.get(task, DEFAULT_WINDOW_S)
     window_s, hop_s = options.window_s or window_s, options.hop_s or hop_s
+    # Stored as the whole-frame lengths the runtime will use, so the manifest says what runs.
+    window_s = fe.seconds_to_samples(window_s, "window") / fe.TARGET_RATE_HZ
+    hop_s = fe.seconds_to_samples(hop_s, "hop") / fe.TARGET_RATE_HZ
     extra: dict = {"operating_points": {}, "default_operating_point": None,
                    "positive_label": None, "prototypes": None}
     if task == "laughter":
