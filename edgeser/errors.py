@@ -21,3 +21,8 @@ class ExportError(EdgeserError):
 class BundleError(EdgeserError):
     """A model bundle that is missing, malformed, tampered with or cannot be published; names the
     bundle directory and the problem(s)."""
+
+
+class DetectionError(EdgeserError):
+    """Detection asked to do something it cannot: unknown operating point, a stream used from two
+    threads at once or after it was closed, chunks of the wrong shape."""

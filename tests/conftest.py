@@ -28,3 +28,72 @@ def test_data_dir() -> Path:
             pytest.fail(reason + "; CI=true requires them")
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bundles(tmp_path_factory):
+    """Bundles exported from tiny generated checkpoints, by kind, made on first use:
+    ``dimensional`` (audeering layout, head fitted so outputs vary with the audio),
+    ``dimensional-int8`` (the same, default INT8 recipe), ``categorical`` (4 emotions),
+    ``laughter`` (two classes, operating points ``default`` 0.5 and ``high-precision`` 0.9) and
+    ``prototypes`` (embedding model with prototypes of tones and noise)."""
+    pytest.importorskip("torch", reason="the export toolchain is not installed "
+                        "(pip install 'edgeser[export]')")
+    import checkpoints
+    from edgeser.export import ExportOptions, export_model
+
+    root = tmp_path_factory.mktemp("tiny-bundles")
+    made: dict[str, Path] = {}
+
+    def clips() -> Path:
+        import numpy as np
+        import soundfile as sf
+
+        folder = root / "clips"
+        folder.mkdir(exist_ok=True)
+        rng = np.random.default_rng(3)
+        rows = []
+        for k in range(2):
+            t = np.arange(32000) / 16000
+            sf.write(folder / f"tone{k}.wav", 0.3 * np.sin(2 * np.pi * (220 + 110 * k) * t),
+                     16000)
+            sf.write(folder / f"noise{k}.wav", 0.1 * rng.standard_normal(32000), 16000)
+            rows += [f"tone{k}.wav,tone", f"noise{k}.wav,noise"]
+        (folder / "clips.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+        return folder / "clips.csv"
+
+    def get(kind: str) -> Path:
+        if kind in made:
+            return made[kind]
+        ckpt = root / f"ckpt-{kind}"
+        options: dict = {"quantize": "none", "eval_windows": 8}
+        if kind in ("dimensional", "dimensional-int8"):
+            checkpoints.audeering_trained_like(ckpt)
+            if kind == "dimensional-int8":
+                options["quantize"] = "int8"
+                options["eval_windows"] = 24
+        elif kind == "categorical":
+            checkpoints.sequence_classifier(ckpt, ["angry", "happy", "neutral", "sad"])
+        elif kind == "laughter":
+            checkpoints.sequence_classifier(ckpt, ["other", "laughter"], seed=5)
+            options["operating_points"] = (("high-precision", 0.9),)
+        elif kind == "prototypes":
+            checkpoints.embedding_model(ckpt)
+            options["prototypes"] = clips()
+        else:  # pragma: no cover - a typo in a test
+            raise KeyError(kind)
+        out = root / kind
+        export_model(ExportOptions(model=str(ckpt), out=out, **options))
+        made[kind] = out
+        return out
+
+    return get
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _edgeser_home(tmp_path_factory):
+    """Stamps and default bundles never touch the user's cache."""
+    home = tmp_path_factory.mktemp("edgeser-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGESER_HOME", str(home))
+        yield home
