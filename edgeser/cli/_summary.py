@@ -10,7 +10,7 @@ def _mib(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:.1f} MiB" if n_bytes >= 2**20 else f"{n_bytes / 1024:.1f} KiB"
 
 
-def export_summary(result) -> None:
+def export_summary(result, console: Console | None = None) -> None:
     table = Table(title=f"edgeser bundle: {result.model_id}", show_header=False)
     table.add_column("", style="bold")
     table.add_column("", overflow="fold")
@@ -33,4 +33,4 @@ def export_summary(result) -> None:
                       f"(max prob error {p['max_prob_error']:.1e})")
     for label, m in p.get("outputs", {}).items():
         table.add_row(f"CCC {label}", f"{m['ccc']:.6f} (max abs error {m['max_abs_error']:.1e})")
-    Console().print(table)
+    (console or Console()).print(table)

@@ -1,0 +1,109 @@
+"""``edgeser detect``: emotion or laughter in files, folders and live streams."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+DEFAULT_FORMAT = "table"
+
+
+def detect(
+    inputs: List[str] = typer.Argument(..., metavar="INPUT...", show_default=False,
+                                       help="Audio files, folders (searched recursively) or - "
+                                       "for stdin."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Bundle directory, "
+                                        "checkpoint directory or hub id [default: "
+                                        "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim]."),
+    fmt: str = typer.Option(DEFAULT_FORMAT, "--format", "-f", help="table, json, jsonl, csv, "
+                            "audacity or textgrid."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results here "
+                                          "(atomically) instead of stdout; a folder for audacity "
+                                          "or textgrid with several inputs."),
+    stream: bool = typer.Option(False, "--stream", help="Live: read the input as it arrives "
+                                "and report each window as soon as it is complete."),
+    rate: Optional[int] = typer.Option(None, "--rate", help="Raw PCM rate in Hz (--stream)."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Raw PCM channels (--stream)."),
+    sample_format: Optional[str] = typer.Option(None, "--sample-format", help="Raw PCM "
+                                                "samples: u8, s16, s24, s32, f32 or f64 "
+                                                "(--stream)."),
+    window: Optional[float] = typer.Option(None, "--window", help="Window in seconds "
+                                           "[default: the bundle's]."),
+    hop: Optional[float] = typer.Option(None, "--hop", help="Hop in seconds [default: the "
+                                        "bundle's]."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Laughter probability "
+                                              "threshold."),
+    operating_point: Optional[str] = typer.Option(None, "--operating-point", help="Laughter "
+                                                  "operating point named in the bundle."),
+    min_duration: float = typer.Option(0.0, "--min-duration", help="Shortest laughter event "
+                                       "in seconds."),
+    merge_gap: float = typer.Option(0.5, "--merge-gap", help="Laughter events closer than this "
+                                    "many seconds are merged."),
+    silence: Optional[float] = typer.Option(None, "--silence-dbfs", help="Windows quieter than "
+                                            "this are reported as silent [default: the "
+                                            "bundle's]."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads "
+                                          "[default: all cores]."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Windows per inference call "
+                                   "(files)."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Export the model on first use without "
+                             "asking."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print the model, windows and "
+                                 "runtime settings on stderr."),
+) -> None:
+    """Detect emotion or laughter in audio files, folders and live streams.
+
+    Results go to stdout (or -o), progress and errors to stderr. A folder run finishes the good
+    files, then lists the failures and exits 1.
+    """
+    from edgeser.cli import _inputs, _model, _run
+    from edgeser.detector import DetectionOptions, Detector
+    from edgeser.errors import EdgeserError
+    from edgeser.formats import FORMATS, LABEL_FORMATS
+
+    fmt = fmt.lower()
+    if fmt not in FORMATS:
+        raise typer.BadParameter(f"{fmt!r} is not one of {', '.join(FORMATS)}.",
+                                 param_hint="--format")
+    raw = {"--rate": rate, "--channels": channels, "--sample-format": sample_format}
+    if not stream and any(v is not None for v in raw.values()):
+        given = ", ".join(k for k, v in raw.items() if v is not None)
+        raise typer.BadParameter(f"{given} describe a raw PCM stream; add --stream.")
+    found = _inputs.expand(inputs)
+    if stream and (len(inputs) != 1 or (found and found[0].path is not None
+                                        and found[0].path.is_dir())):
+        raise typer.BadParameter("--stream reads one input: - (stdin), a file or a FIFO.")
+    if fmt in LABEL_FORMATS and len(found) > 1 and output is None:
+        raise typer.BadParameter(f"{fmt} writes one label file per input; give -o FOLDER for "
+                                 f"{len(found)} inputs.", param_hint="--output")
+
+    options = DetectionOptions(
+        threads=threads, window_s=window, hop_s=hop, batch_size=batch_size, silence_dbfs=silence,
+        threshold=threshold, operating_point=operating_point, min_duration_s=min_duration,
+        merge_gap_s=merge_gap,
+    )
+    may_prompt = sys.stdin.isatty() and _inputs.STDIN not in inputs
+    try:
+        bundle_dir = _model.resolve(model, yes=yes, may_prompt=may_prompt)
+        detector = Detector.load(bundle_dir, options=options)
+    except EdgeserError as err:
+        print(f"edgeser: {err}", file=sys.stderr)
+        raise typer.Exit(1)
+    if verbose:
+        _run.describe(detector)
+
+    if stream:
+        item = found[0]
+        raw_format = (rate, channels, sample_format)
+        failures = _run.stream(detector, item, raw_format, fmt, output)
+    else:
+        failures = _run.files(detector, found, fmt, output)
+    if failures:
+        if len(found) > 1:
+            print(f"edgeser: {len(failures)} of {len(found)} inputs failed: "
+                  f"{', '.join(failures)}.", file=sys.stderr)
+        raise typer.Exit(1)
+
