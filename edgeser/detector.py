@@ -75,7 +75,7 @@ class DetectionOptions:
     operating_point: str | None = None
     min_duration_s: float = DEFAULT_MIN_DURATION_S
     merge_gap_s: float = DEFAULT_MERGE_GAP_S
-    arena: bool = False
+    arena: bool = True
 
 
 class Detector:
@@ -149,7 +149,7 @@ class Detector:
             if options.threshold is not None or options.operating_point is not None:
                 raise DetectionError(
                     f"thresholds and operating points apply to laughter bundles; "
-                    f"{self.bundle.path} is a {self.bundle.task} bundle."
+                    f"{self.bundle.path} holds a model for {self.bundle.task}."
                 )
             return None
         if options.threshold is not None and options.operating_point is not None:

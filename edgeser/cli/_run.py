@@ -64,8 +64,8 @@ def _destination(output: Path | None) -> Iterator[TextIO]:
             yield out
 
 
-def _decode_and_write(detector: Detector, item: Input, writer: Writer) -> str | None:
-    """Detect in one input and hand the result to ``writer``; the failure sentence, if any."""
+def _detect(detector: Detector, item: Input):
+    """The :class:`DetectionResult` of one input, or the sentence saying why there is none."""
     if item.problem is not None:
         return item.problem
     try:
@@ -78,43 +78,36 @@ def _decode_and_write(detector: Detector, item: Input, writer: Writer) -> str | 
         return str(err)
     for warning in result.warnings:
         _error(f"warning: {warning}")
-    write_result(writer, result)
-    return None
+    return result
 
 
 def files(detector: Detector, found: list[Input], fmt: str, output: Path | None) -> list[str]:
     failures: list[str] = []
-
-    def failed(item: Input, message: str, writer: Writer | None) -> None:
-        failures.append(item.source)
-        _error(message)
-        if writer is not None:
-            writer.failure(item.source, message)
-
-    with _progress(len(found)) as advance:
-        if fmt in LABEL_FORMATS and len(found) > 1:
-            output.mkdir(parents=True, exist_ok=True)
-            for item in found:
+    per_input = fmt in LABEL_FORMATS and len(found) > 1
+    with _progress(len(found)) as advance, \
+            contextlib.ExitStack() as stack:
+        writer = None
+        if not per_input:
+            out = stack.enter_context(_destination(output))
+            writer = open_writer(fmt, out, detector.run_info, detailed=len(found) == 1)
+        for item in found:
+            result = _detect(detector, item)
+            advance()
+            if isinstance(result, str):
+                failures.append(item.source)
+                _error(result)
+                if writer is not None:
+                    writer.failure(item.source, result)
+            elif writer is not None:
+                write_result(writer, result)
+            else:  # one label file per input, mirroring the folders it came from
                 target = output / item.relative.with_suffix(label_suffix(fmt))
                 target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    with atomic_text(target) as out:
-                        writer = open_writer(fmt, out, detector.run_info)
-                        problem = _decode_and_write(detector, item, writer)
-                        if problem is not None:
-                            raise _Failed(problem)
-                        writer.finish()
-                except _Failed as failure:
-                    failed(item, str(failure), None)
-                advance()
-            return failures
-        with _destination(output) as out:
-            writer = open_writer(fmt, out, detector.run_info, detailed=len(found) == 1)
-            for item in found:
-                problem = _decode_and_write(detector, item, writer)
-                if problem is not None:
-                    failed(item, problem, writer)
-                advance()
+                with atomic_text(target) as out:
+                    label_writer = open_writer(fmt, out, detector.run_info)
+                    write_result(label_writer, result)
+                    label_writer.finish()
+        if writer is not None:
             writer.finish()
     return failures
 
@@ -165,10 +158,6 @@ def _write_step(writer: Writer, source: str, step) -> None:
         writer.window(source, w)
     for e in step.events:
         writer.event(source, e)
-
-
-class _Failed(Exception):
-    """Abandons one per-input label file (its temp file is removed, nothing is published)."""
 
 
 @contextlib.contextmanager
