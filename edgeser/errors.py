@@ -26,3 +26,8 @@ class BundleError(EdgeserError):
 class DetectionError(EdgeserError):
     """Detection asked to do something it cannot: unknown operating point, a stream used from two
     threads at once or after it was closed, chunks of the wrong shape."""
+
+
+class DeviceError(EdgeserError):
+    """A device profile that cannot run here: unknown name, missing ONNX Runtime provider, no
+    Jetson where one was asked for."""
