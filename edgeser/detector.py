@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeser import audio, bundle as bundles, frontend
+from edgeser import audio, bundle as bundles, devices, frontend
 from edgeser.errors import BundleError, DetectionError
 from edgeser.events import EventSettings, EventTracker
 from edgeser.inference import Session, SessionSettings, default_threads
@@ -35,7 +35,7 @@ from edgeser.scoring import Scorer
 from edgeser.streaming import DetectionStream, StreamConfig
 
 __all__ = ["DEFAULT_MODEL_ID", "DEFAULT_REVISION", "DetectionOptions", "Detector",
-           "default_bundle_path"]
+           "bundle_precision", "default_bundle_path"]
 
 DEFAULT_MODEL_ID = "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim"
 DEFAULT_REVISION = "main"
@@ -46,6 +46,11 @@ DEFAULT_BATCH_SIZE = 8
 # joining separate laughs. No minimum duration by default: the shortest event is one window.
 DEFAULT_MERGE_GAP_S = 0.5
 DEFAULT_MIN_DURATION_S = 0.0
+
+
+def bundle_precision(model: bundles.Bundle) -> str:
+    """``fp32``, ``fp16`` or ``int8``: the precision of the bundle's weights."""
+    return model.manifest.get("quantization", {}).get("weights", "fp32")
 
 
 def default_bundle_path() -> Path:
@@ -63,7 +68,9 @@ class DetectionOptions:
     """Settings of a detector; None means the bundle's value (or the default named beside it).
 
     ``threshold`` and ``operating_point`` (a name from the bundle) are exclusive; both apply to
-    laughter bundles only, as do ``min_duration_s`` and ``merge_gap_s``.
+    laughter bundles only, as do ``min_duration_s`` and ``merge_gap_s``. ``device`` is a profile
+    of :mod:`edgeser.devices` (``cpu``, ``cuda``, ``tensorrt``, ``jetson``; None picks the best
+    this machine has); ``fallback`` runs on what is there when its provider is missing.
     """
 
     threads: int | None = None
@@ -76,6 +83,8 @@ class DetectionOptions:
     min_duration_s: float = DEFAULT_MIN_DURATION_S
     merge_gap_s: float = DEFAULT_MERGE_GAP_S
     arena: bool = True
+    device: str | None = None
+    fallback: bool = False
 
 
 class Detector:
@@ -102,7 +111,11 @@ class Detector:
         threads = default_threads() if options.threads is None else options.threads
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise DetectionError(f"threads must be a positive integer, got {threads!r}.")
-        self.session = Session(model, SessionSettings(threads=threads, arena=options.arena))
+        self.device = devices.resolve_device(options.device, fallback=options.fallback,
+                                             precision=bundle_precision(model))
+        self.session = Session(model, SessionSettings(
+            threads=threads, providers=self.device.providers,
+            provider_options=self.device.provider_options, arena=options.arena))
 
     @classmethod
     def load(cls, path: str | os.PathLike | bundles.Bundle | None = None, *,

@@ -16,7 +16,7 @@ no arena at all peaks higher (the allocator's churn). ``--verbose`` prints the s
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,13 +42,16 @@ class SessionSettings:
     this many cores); ``arena`` and ``memory_pattern``: see the module docstring."""
 
     threads: int
-    provider: str = "CPUExecutionProvider"
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    provider_options: tuple[dict, ...] = field(default=({},), hash=False, compare=False)
     arena: bool = True
     memory_pattern: bool = False
     optimization: str = "all"
 
     def describe(self) -> str:
-        return ", ".join(f"{k}={v}" for k, v in asdict(self).items())
+        shown = {k: v for k, v in asdict(self).items() if k != "provider_options"}
+        shown["providers"] = ",".join(self.providers)
+        return ", ".join(f"{k}={v}" for k, v in shown.items())
 
 
 def _first_line(err: Exception) -> str:
@@ -64,6 +67,8 @@ class Session:
 
         if settings.threads < 1:
             raise ValueError(f"threads must be at least 1, got {settings.threads}")
+        if len(settings.providers) != len(settings.provider_options):
+            raise ValueError("provider_options must hold one dict per provider")
         self.bundle = bundle
         self.settings = settings
         graph: Path = bundle.graph_path("full")
@@ -77,7 +82,8 @@ class Session:
         options.log_severity_level = 3
         try:
             self._session = ort.InferenceSession(
-                str(graph), sess_options=options, providers=[settings.provider]
+                str(graph), sess_options=options, providers=list(settings.providers),
+                provider_options=[dict(o) for o in settings.provider_options],
             )
         except Exception as err:  # ONNX Runtime raises its own pybind exception types
             raise BundleError(

@@ -22,6 +22,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 sf = pytest.importorskip("soundfile")
@@ -719,6 +720,18 @@ def test_verbose_describes_the_session_on_stderr(clip, bundles, home):
     quiet = ok(detect(str(clip), "-f", "json", "--threads", "1", "-m", str(bundles["laughter"]),
                       home=home))
     assert "threads=" not in quiet.stderr
+
+
+def test_a_device_this_machine_lacks_is_refused_or_falls_back_said(clip, bundles, home):
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this machine has CUDA: nothing is missing or falls back")
+    refused = detect(str(clip), "-f", "json", "--device", "cuda", "-m", str(bundles["laughter"]),
+                     home=home)
+    one_sentence(refused, "CUDAExecutionProvider", "--fallback")
+    fell_back = ok(detect(str(clip), "-f", "json", "--device", "cuda", "--fallback",
+                          "-m", str(bundles["laughter"]), home=home))
+    assert "cuda was asked for" in fell_back.stderr and "cpu" in fell_back.stderr
+    assert json.loads(fell_back.stdout)["files"][0]["windows"]
 
 
 def test_operating_point_sets_the_threshold(clip, bundles, home):

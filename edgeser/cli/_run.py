@@ -42,10 +42,13 @@ def describe(detector: Detector) -> None:
         f"precision {b.manifest.get('quantization', {}).get('recipe', 'fp32')}",
         f"windows   {run.window_s:g} s, hop {run.hop_s:g} s, silence below "
         f"{run.silence_dbfs:g} dBFS, batch {detector.options.batch_size}",
+        f"device    {detector.device.label()}",
         f"session   {session.settings.describe()}",
-        f"providers {', '.join(session.providers)}",
+        f"providers {', '.join(session.providers)} (in use)",
         f"frontend  {frontend.BACKEND}",
     ]
+    if detector.device.fallback:
+        lines.append(f"fallback  {detector.device.fallback}")
     if run.threshold is not None:
         lines.append(f"events    {run.positive_label} >= {run.threshold:g}"
                      f"{f' ({run.operating_point})' if run.operating_point else ''}, min "

@@ -47,6 +47,10 @@ def detect(
                                             "bundle's]."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads "
                                           "[default: all cores]."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, tensorrt or jetson "
+                                         "[default: the best this machine has]."),
+    fallback: bool = typer.Option(False, "--fallback", help="When the device's provider is "
+                                  "missing, run on what is there (and say so)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Windows per inference call "
                                    "(files)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Export the model on first use without "
@@ -83,7 +87,7 @@ def detect(
     options = DetectionOptions(
         threads=threads, window_s=window, hop_s=hop, batch_size=batch_size, silence_dbfs=silence,
         threshold=threshold, operating_point=operating_point, min_duration_s=min_duration,
-        merge_gap_s=merge_gap,
+        merge_gap_s=merge_gap, device=device, fallback=fallback,
     )
     may_prompt = sys.stdin.isatty() and _inputs.STDIN not in inputs
     try:
@@ -92,6 +96,8 @@ def detect(
     except EdgeserError as err:
         print(f"edgeser: {err}", file=sys.stderr)
         raise typer.Exit(1)
+    if detector.device.fallback:
+        print(f"edgeser: warning: {detector.device.fallback}", file=sys.stderr)
     if verbose:
         _run.describe(detector)
 
