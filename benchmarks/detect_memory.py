@@ -33,41 +33,26 @@ SETTINGS = {
 }
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _peak_mb() -> float:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 def child(bundle_dir: str, setting: str, rounds: int, threads: int, batch: int) -> None:
     import numpy as np
 
     from edgeser import bundle as bundles
     from edgeser.inference import Session, SessionSettings
+    from edgeser.memory import peak_rss_mb, rss_mb
 
     model = bundles.load(bundle_dir)
-    after_imports = _rss_mb()
+    after_imports = rss_mb()
     session = Session(model, SessionSettings(threads=threads, **SETTINGS[setting]))
-    after_session = _rss_mb()
+    after_session = rss_mb()
     rng = np.random.default_rng(0)
     per_round = []
     for _ in range(rounds):
         for seconds in LENGTHS_S:
             x = rng.standard_normal((batch, int(seconds * 16000))).astype(np.float32)
             session.run(x)
-        per_round.append(_rss_mb())
+        per_round.append(rss_mb())
     print(json.dumps({"after_imports": after_imports, "after_session": after_session,
-                      "rounds": per_round, "peak": _peak_mb()}))
+                      "rounds": per_round, "peak": peak_rss_mb()}))
 
 
 def main() -> None:

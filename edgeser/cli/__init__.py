@@ -10,7 +10,7 @@ import sys
 import typer
 
 from edgeser import __version__
-from edgeser.cli import detect, export, probe, verify
+from edgeser.cli import bench, detect, export, probe, verify
 from edgeser.errors import EdgeserError
 
 app = typer.Typer(
@@ -20,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.command("bench")(bench.bench)
 app.command("detect")(detect.detect)
 app.command("export")(export.export)
 app.command("probe")(probe.probe)
