@@ -9,7 +9,8 @@ Conventions:
 
 - Reading: :func:`load` validates the manifest (:func:`validate_manifest` collects every problem
   before anything is raised), refuses names that are absolute or escape the bundle (``..``, or a
-  symlink resolving outside it), and checks sizes and sha256 hashes. The full hash pass runs once;
+  symlink resolving outside it), checks sizes and sha256 hashes, and refuses graphs whose
+  external data lies outside the bundle or is not listed. The full hash pass runs once;
   a *stamp* keyed by each file's size, mtime and inode (under :func:`edgeser_home`) lets later
   loads skip it. ``load(..., rehash=True)`` and :func:`verify` always rehash.
 - Writing: :func:`stage_bundle` hands out a temporary directory beside the destination; its
@@ -26,6 +27,9 @@ Modules, one concern each (this package re-exports their public names):
 - :mod:`~edgeser.bundle.locations`: :func:`edgeser_home`, :func:`default_bundle_dir`.
 - :mod:`~edgeser.bundle.hashing`: file hashes and the stamp that lets loads skip them.
 - :mod:`~edgeser.bundle.loading`: :func:`load`.
+- :mod:`~edgeser.bundle.onnx_refs`: ONNX external-data references (read from the protobuf wire
+  format; no ``onnx`` package) and the policy that keeps them inside the bundle (used by
+  :func:`load`; not re-exported).
 - :mod:`~edgeser.bundle.staging`: :func:`stage_bundle`, :class:`BundleStage`, atomic publishing.
 - :mod:`~edgeser.bundle.verification`: :func:`verify`, :class:`VerifyReport`.
 """

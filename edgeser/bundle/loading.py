@@ -3,7 +3,8 @@
 :func:`load` validates the manifest, refuses names that are absolute or escape the bundle (``..``,
 or a symlink resolving outside it), and checks sizes and sha256 hashes, skipping the hashes the
 stamp still vouches for (see :mod:`edgeser.bundle.hashing`). ``load(..., rehash=True)`` always
-rehashes.
+rehashes. Last, every graph's external-data references must stay inside the bundle and be listed
+(see :mod:`edgeser.bundle.onnx_refs`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from edgeser.bundle.manifest import (
     _too_new,
     validate_manifest,
 )
+from edgeser.bundle.onnx_refs import check_external_data
 from edgeser.errors import BundleError
 
 
@@ -134,4 +136,13 @@ def load(path: str | os.PathLike, *, rehash: bool = False) -> Bundle:
     manifest = _read_manifest(root)
     _check_manifest(root, manifest)
     _check_listed_files(root, manifest["files"], rehash)
+    # External data (see edgeser.bundle.onnx_refs): ONNX Runtime reads any file a graph's tensors
+    # name, so every graph is scanned here, before any session exists, and after the checks above
+    # (the graph is then a regular file inside the bundle). The scan runs on every load, not only
+    # when hashes are rechecked: stage_bundle's commit writes the stamp itself, so a staged
+    # bundle's first load never rehashes, and the listed files can change with the manifest alone.
+    # It is cheap (payloads are skipped by offset), and its result is remembered per process under
+    # the same (size, mtime, inode) key the stamp trusts; the policy itself is rechecked each time.
+    for graph in manifest["graphs"]:
+        check_external_data(root, graph["file"], manifest["files"])
     return Bundle(path=root.absolute(), manifest=manifest)
