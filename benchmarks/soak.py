@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("--sample-every-s", type=float, default=60.0)
     parser.add_argument("--warmup-s", type=float, default=300.0)
     parser.add_argument("--write-results", action="store_true")
-    parser.add_argument("--results-file", default=str(HERE.parent / "RELIABILITY.md"))
+    parser.add_argument("--results-file", default=str(HERE / "RELIABILITY.md"))
     parser.add_argument("--section", default="soak")
     args = parser.parse_args()
     from _machine import machine_report, replace_section
@@ -144,7 +144,7 @@ def main() -> None:
         f"{manifest['window_s']:g} s, hop {manifest['hop_s']:g} s). Generated 48 kHz s16 audio read "
         "through `edgeser.pcmstream` in 0.1 s chunks into one detection stream.\n\n"
         f"- audio streamed: {r['audio_s'] / 3600:.2f} h in {r['wall_s'] / 60:.1f} min "
-        f"({r['speed_x_real_time']:.0f}x real time); {r['windows']} windows "
+        f"({r['speed_x_real_time']:.1f}x real time); {r['windows']} windows "
         f"({r['voiced_windows']} voiced), {r['events']} events\n"
         f"- RSS after the first {args.warmup_s:g} s of audio, sampled every "
         f"{args.sample_every_s:g} s of audio ({r['samples']} samples): min {rss['min']:.1f} MB, "
