@@ -168,8 +168,9 @@ EDGESER_API edgeser_status edgeser_rms_dbfs(const float *in, size_t n, float *db
 /* Windows over a signal of `n` samples: window k starts at k * hop. Full windows have
  * `window` samples; after the last full window, a final window from the next hop start to the
  * end is kept short (never zero-padded) when it adds samples no earlier window covered; a
- * signal shorter than `window` is one short window. Windows shorter than `min_len` samples are
- * dropped (the model needs at least one 400-sample frame). Requires 0 < hop <= window. */
+ * signal shorter than `window` is one short window. That short window (the tail, or the whole
+ * signal) is dropped when it has fewer than `min_len` samples (the model needs at least one
+ * 400-sample frame); full windows are always kept. Requires 0 < hop <= window. */
 EDGESER_API edgeser_status edgeser_window_count(size_t n, size_t window, size_t hop,
                                                 size_t min_len, size_t *count);
 
