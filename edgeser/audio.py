@@ -277,7 +277,7 @@ def _open(source: Source, name: str | None, *, restore: bool = False) -> _Opened
                 size = os.fstat(handle.fileno()).st_size
         except OSError as err:
             raise AudioError(f"{label}: {_os_problem(err)}.") from None
-        return _open_checked(path, given, head, size, stream=None, cleanup=[])
+        return _open_checked(_sndfile_path(path), given, head, size, stream=None, cleanup=[])
     if isinstance(source, (bytes, bytearray, memoryview)):
         given = name if name is not None else "<bytes>"
         return _open_stream(io.BytesIO(bytes(source)), given, restore=False)
@@ -522,12 +522,21 @@ def _blocks(opened: _Opened, block_frames: int, nonfinite: str,
     stopped: str | None = None  # why decoding broke off, if it did
     try:
         while stopped is None:
-            block = np.empty((block_frames, channels), dtype=np.float32)
+            # Allocate what the header says is left, not block_frames up front (a file of a few
+            # bytes declaring 256 channels must not cost block_frames * 256 floats); grow if the
+            # decoder delivers more than the header said (a compressed length is only a hint).
+            capacity = min(block_frames, max(1, info.frames - done))
+            block = np.empty((capacity, channels), dtype=np.float32)
             filled = 0
             while filled < block_frames:
-                want = min(_READ_FRAMES, block_frames - filled)
-                try:
+                room = capacity - filled
+                if room:
+                    want = min(_READ_FRAMES, room)
                     chunk = block[filled : filled + want]
+                else:  # at the length the header declares: does the decoder run on?
+                    want = 1
+                    chunk = np.empty((1, channels), dtype=np.float32)
+                try:
                     got = len(opened.file.read(want, dtype="float32", out=chunk))
                 except (RuntimeError, ValueError, EOFError, OSError, sf.SoundFileError) as err:
                     if opened.stream is not None and opened.stream.error is not None:
@@ -540,10 +549,16 @@ def _blocks(opened: _Opened, block_frames: int, nonfinite: str,
                     raise AudioError(f"{label}: cannot be read ({_one_line(opened.stream.error)}).")
                 if got == 0:
                     break
+                if not room:
+                    capacity = min(block_frames, 2 * capacity)
+                    grown = np.empty((capacity, channels), dtype=np.float32)
+                    grown[:filled] = block
+                    grown[filled] = chunk[0]
+                    block = grown
                 filled += got
             if filled == 0:
                 break
-            out = block if filled == block_frames else block[:filled].copy()
+            out = block if filled == capacity else block[:filled].copy()
             del block
             finite = np.isfinite(out)
             if not finite.all():
@@ -728,6 +743,13 @@ class _GuardedStream:
             return None
         self._pos = 0
         return max(0, end - self._start)
+
+
+def _sndfile_path(path: str) -> str | bytes:
+    """``path`` as libsndfile should get it. soundfile encodes a ``str`` path strictly in the file
+    system encoding, which fails for a name that is not valid in it (on Linux, bytes that are not
+    UTF-8 arrive as surrogate escapes): ``os.fsencode`` gives back the real bytes of the name."""
+    return path if os.name == "nt" else os.fsencode(path)
 
 
 def _stream_position(stream) -> int | None:
