@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,10 @@ FRAME_SAMPLES = 320  # one model frame: the conv stack's total stride (20 ms)
 MIN_WINDOW_SAMPLES = 400  # the conv stack's receptive field: shorter input gives no frame
 SAMPLE_FORMATS = {"u8": 1, "s16": 2, "s24": 3, "s32": 4, "f32": 5, "f64": 6}
 _BYTES_PER_SAMPLE = {"u8": 1, "s16": 2, "s24": 3, "s32": 4, "f32": 4, "f64": 8}
+# The largest values of the C API's integer types (channels are uint32_t, lengths size_t):
+# larger arguments are refused here, where cffi would raise OverflowError.
+_UINT32_MAX = 2**32 - 1
+_SIZE_MAX = 2 * sys.maxsize + 1
 
 BACKEND = "native" if NATIVE else "numpy"
 
@@ -179,6 +184,8 @@ def to_mono(frames: object) -> np.ndarray:
     n_frames, channels = x.shape
     if channels == 0:
         raise FrontendError("audio has 0 channels")
+    if channels > _UINT32_MAX:
+        raise FrontendError(f"audio has {channels} channels; at most {_UINT32_MAX} are supported")
     if not NATIVE:
         return reference.mixdown(x)
     out = np.empty(n_frames, dtype=np.float32)
@@ -192,8 +199,11 @@ def pcm_to_float(data: bytes, channels: int, sample_format: str) -> np.ndarray:
         raise FrontendError(
             f"unknown sample format {sample_format!r}; use one of {', '.join(SAMPLE_FORMATS)}"
         )
-    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 1:
-        raise FrontendError(f"channel count must be a positive integer, got {channels!r}")
+    if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) \
+            or not 1 <= channels <= _UINT32_MAX:
+        raise FrontendError(
+            f"channel count must be an integer from 1 to {_UINT32_MAX}, got {channels!r}"
+        )
     frame_bytes = channels * _BYTES_PER_SAMPLE[sample_format]
     buf = memoryview(data).cast("B")
     if len(buf) % frame_bytes:
@@ -241,9 +251,16 @@ def seconds_to_samples(seconds: float, what: str = "duration") -> int:
     """Seconds at 16 kHz, rounded to whole model frames (320 samples), at least one frame."""
     if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real):
         raise FrontendError(f"{what} must be a number of seconds, got {seconds!r}")
-    if not math.isfinite(seconds) or seconds <= 0:
+    try:
+        valid = math.isfinite(seconds) and seconds > 0
+        scaled = seconds * TARGET_RATE_HZ / FRAME_SAMPLES
+    except OverflowError:  # an int too large for a float
+        valid, scaled = seconds > 0, math.inf
+    if not valid:
         raise FrontendError(f"{what} must be a positive number of seconds, got {seconds!r}")
-    frames = round(seconds * TARGET_RATE_HZ / FRAME_SAMPLES)
+    if not math.isfinite(scaled):  # e.g. 1e305 s: the sample count overflows a float
+        raise FrontendError(f"{what} of {seconds!r} s is too long")
+    frames = round(scaled)
     return max(1, frames) * FRAME_SAMPLES
 
 
@@ -273,10 +290,18 @@ def windows(n_samples: int, window_s: float, hop_s: float,
     """Windows over ``n_samples`` of 16 kHz audio: full windows every hop, then a final short
     window for samples no full window covered (never zero-padded); a signal shorter than one
     window is one short window; windows under ``min_samples`` are dropped."""
-    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) or n_samples < 0:
-        raise FrontendError(f"sample count must be a non-negative integer, got {n_samples!r}")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) \
+            or not 0 <= n_samples <= _SIZE_MAX:
+        raise FrontendError(f"sample count must be an integer from 0 to {_SIZE_MAX}, "
+                            f"got {n_samples!r}")
+    if isinstance(min_samples, bool) or not isinstance(min_samples, numbers.Integral) \
+            or not 0 <= min_samples <= _SIZE_MAX:
+        raise FrontendError(f"minimum window length must be an integer from 0 to {_SIZE_MAX} "
+                            f"samples, got {min_samples!r}")
     window = seconds_to_samples(window_s, "window")
     hop = seconds_to_samples(hop_s, "hop")
+    if window > _SIZE_MAX:
+        raise FrontendError(f"window ({window_s} s) is too long")
     if hop > window:
         raise FrontendError(f"hop ({hop_s} s) must not be longer than the window ({window_s} s)")
     if not NATIVE:
