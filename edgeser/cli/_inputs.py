@@ -34,13 +34,20 @@ def expand(arguments: list[str]) -> list[Input]:
             found.append(Input("stdin", None, Path("stdin")))
             continue
         path = Path(arg)
-        if path.is_dir():
+        try:
+            is_dir = path.is_dir()
+            exists = is_dir or path.exists()
+        except OSError as err:  # e.g. a name too long for the file system, a parent not readable
+            reason = " ".join(str(err.strerror or err).split())
+            found.append(Input(arg, path, Path(path.name), f"{arg}: cannot be read ({reason})."))
+            continue
+        if is_dir:
             files = sorted(_audio_in(path))
             if not files:
                 found.append(Input(arg, path, Path(path.name), f"{arg}: is a folder with no audio "
                                    f"files in it (looked for {', '.join(sorted(AUDIO_SUFFIXES))})."))
             found += [Input(str(f), f, f.relative_to(path)) for f in files]
-        elif path.exists():
+        elif exists:
             found.append(Input(arg, path, Path(path.name)))
         else:
             found.append(Input(arg, path, Path(path.name), f"{arg}: no such file or folder."))

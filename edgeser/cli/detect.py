@@ -78,6 +78,7 @@ def detect(
         raise typer.BadParameter(f"{given} describe a raw PCM stream; add --stream.")
     found = _inputs.expand(inputs)
     if stream and (len(inputs) != 1 or (found and found[0].path is not None
+                                        and found[0].problem is None
                                         and found[0].path.is_dir())):
         raise typer.BadParameter("--stream reads one input: - (stdin), a file or a FIFO.")
     if fmt in LABEL_FORMATS and len(found) > 1 and output is None:
