@@ -232,10 +232,7 @@ class Detector:
     def stream(self, rate_hz: int, channels: int = 1, *, source: str = "<stream>",
                live: bool = True) -> DetectionStream:
         """A live stream at ``rate_hz``: windows are inferred as soon as they are complete."""
-        try:
-            return DetectionStream(self._config(), rate_hz, channels, source=source, live=live)
-        except frontend.FrontendError as err:
-            raise DetectionError(f"{source}: {err}.") from None
+        return DetectionStream(self._config(), rate_hz, channels, source=source, live=live)
 
     def detect(self, samples: object, rate_hz: int, *, source: str = "<array>") -> DetectionResult:
         """Detect in a whole signal: mono 1-D or ``(frames, channels)`` samples at ``rate_hz``."""
@@ -253,8 +250,7 @@ class Detector:
         info = audio.probe(path, name=name)  # a seekable file object is left where it was
         blocks = audio.iter_blocks(path, nonfinite=nonfinite, name=name,
                                    on_warning=warnings.append)
-        stream = DetectionStream(self._config(), info.rate_hz, info.channels, source=label,
-                                 live=False)
+        stream = self.stream(info.rate_hz, info.channels, source=label, live=False)
         stream.warnings = warnings
         return _collect(self, stream, blocks)
 

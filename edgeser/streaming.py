@@ -117,7 +117,10 @@ class DetectionStream:
         self.channels = channels
         self.live = live
         self._config = config
-        self._resampler = frontend.Resampler(rate_hz)
+        try:
+            self._resampler = frontend.Resampler(rate_hz)
+        except frontend.FrontendError as err:
+            raise AudioError(f"{source}: {err}.") from None
         self._cutter = WindowCutter(config.window, config.hop, config.min_samples)
         self._pending: list[tuple[int, int, np.ndarray]] = []
         self._summary = SummaryAccumulator(config.scorer)
@@ -135,7 +138,7 @@ class DetectionStream:
         """Take the next chunk; return the windows (and events) it completed."""
         with self._owned():
             mono = self._mono(chunk)
-            self._pending += self._cutter.push(self._resampler.process(mono))
+            self._pending += self._cutter.push(self._resampled(self._resampler.process(mono)))
             if self.live or len(self._pending) >= self._config.batch_size:
                 return self._drain()
             return StreamStep()
@@ -144,7 +147,7 @@ class DetectionStream:
         """End the stream: the last windows, the remaining events and the :class:`FileEnd`."""
         with self._owned():
             self._closed = True
-            self._pending += self._cutter.push(self._resampler.flush())
+            self._pending += self._cutter.push(self._resampled(self._resampler.flush()))
             self._pending += self._cutter.finish()
             if self._summary.windows == 0 and not self._pending:
                 raise AudioError(self._too_short())
@@ -182,6 +185,13 @@ class DetectionStream:
             return frontend.to_mono(arr)
         except frontend.FrontendError as err:
             raise AudioError(f"{self.source}: {err}.") from None
+
+    def _resampled(self, x: np.ndarray) -> np.ndarray:
+        # Finite input can still overflow float32 in the filter (samples near its maximum).
+        if x.size and not np.isfinite(x).all():
+            raise AudioError(f"{self.source}: samples near the float32 maximum overflow when "
+                             "resampled; scale the audio to [-1, 1].")
+        return x
 
     def _too_short(self) -> str:
         n = self._cutter.total
