@@ -4,7 +4,6 @@ descriptors flat; threads sharing one detector get the serial results."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
