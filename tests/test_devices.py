@@ -18,6 +18,7 @@ from edgeser.devices import (
     resolve_device,
 )
 from edgeser.errors import DeviceError, EdgeserError
+from fakes import FakeRun, write  # noqa: E402
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -38,26 +39,6 @@ CPU_ONLINE CORE_0 1
 CPU_ONLINE CORE_0 1
 < PM_CONFIG DEFAULT=0 >
 """
-
-
-def write(root: Path, rel: str, text: str) -> None:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
-class FakeRun:
-    """``subprocess.run`` stand-in: records the command, returns ``stdout`` or raises."""
-
-    def __init__(self, stdout: str = "", returncode: int = 0, raises: Exception | None = None):
-        self.stdout, self.returncode, self.raises = stdout, returncode, raises
-        self.calls: list = []
-
-    def __call__(self, args, **kwargs):
-        self.calls.append((list(args), kwargs))
-        if self.raises is not None:
-            raise self.raises
-        return subprocess.CompletedProcess(args, self.returncode, stdout=self.stdout, stderr="")
 
 
 NO_NVPMODEL = FakeRun(raises=FileNotFoundError(2, "No such file or directory", "nvpmodel"))

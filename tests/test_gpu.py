@@ -16,6 +16,7 @@ import pytest
 
 from edgeser import gpu
 from edgeser.gpu import GpuInfo, local_gpu_info
+from fakes import FakeRun, write  # noqa: E402
 
 H100_SMI = "NVIDIA H100 80GB HBM3, 9.0, 550.54.15\n"
 ORIN_MODEL = "NVIDIA Jetson AGX Orin Developer Kit\x00"
@@ -46,26 +47,6 @@ def no_python_probes(monkeypatch):
     """This machine's pip packages must not leak into fake devices."""
     monkeypatch.setattr(gpu, "_python_tensorrt_version", lambda: None)
     monkeypatch.setattr(gpu, "_python_cuda_version", lambda: None)
-
-
-def write(root: Path, rel: str, text: str) -> None:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
-class FakeRun:
-    """``subprocess.run`` stand-in: records the command, returns ``stdout`` or raises."""
-
-    def __init__(self, stdout: str = "", returncode: int = 0, raises: Exception | None = None):
-        self.stdout, self.returncode, self.raises = stdout, returncode, raises
-        self.calls: list = []
-
-    def __call__(self, args, **kwargs):
-        self.calls.append((list(args), kwargs))
-        if self.raises is not None:
-            raise self.raises
-        return subprocess.CompletedProcess(args, self.returncode, stdout=self.stdout, stderr="")
 
 
 NO_SMI = FakeRun(raises=FileNotFoundError(2, "No such file or directory", "nvidia-smi"))
