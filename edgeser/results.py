@@ -53,8 +53,23 @@ class RunInfo:
     merge_gap_s: float | None = None
 
 
+class _Span:
+    """Seconds of a ``start``/``stop`` pair of 16 kHz sample indices."""
+
+    start: int
+    stop: int
+
+    @property
+    def start_s(self) -> float:
+        return seconds(self.start)
+
+    @property
+    def end_s(self) -> float:
+        return seconds(self.stop)
+
+
 @dataclass(frozen=True)
-class WindowResult:
+class WindowResult(_Span):
     """One analysis window. ``scores`` is None for a silent window (below the silence gate: not
     scored); ``top_label`` is None for regression outputs and silent windows."""
 
@@ -66,17 +81,9 @@ class WindowResult:
     scores: Mapping[str, float] | None = field(default=None, hash=False)
     top_label: str | None = None
 
-    @property
-    def start_s(self) -> float:
-        return seconds(self.start)
-
-    @property
-    def end_s(self) -> float:
-        return seconds(self.stop)
-
 
 @dataclass(frozen=True)
-class Event:
+class Event(_Span):
     """A laughter event: the union of consecutive windows whose positive-class probability reached
     the threshold, with gaps up to the merge gap bridged. ``peak`` is the highest probability in
     it and ``peak_start``/``peak_stop`` the window where it occurred."""
@@ -88,14 +95,6 @@ class Event:
     peak_start: int
     peak_stop: int
     windows: int
-
-    @property
-    def start_s(self) -> float:
-        return seconds(self.start)
-
-    @property
-    def end_s(self) -> float:
-        return seconds(self.stop)
 
     @property
     def duration_s(self) -> float:
