@@ -14,6 +14,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from signals import speech_like
 
 sf = pytest.importorskip("soundfile")
 
@@ -25,21 +26,6 @@ from edgeser.streaming import DetectionStream, StreamConfig  # noqa: E402
 from edgeser.scoring import Scorer  # noqa: E402
 
 STREAM_ATOL = 1e-4  # streaming vs file mode (the issue's bound); FP32 bundles agree far closer
-
-
-def speech_like(seconds: float, rate_hz: int = 16000, channels: int = 1, seed: int = 0):
-    """A gliding harmonic tone with noise and a syllable-rate envelope."""
-    rng = np.random.default_rng(seed)
-    n = int(round(seconds * rate_hz))
-    t = np.arange(n) / rate_hz
-    f0 = 140 + 40 * np.sin(2 * np.pi * 0.7 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / rate_hz
-    voiced = sum(np.sin(k * phase) / k for k in (1, 2, 3, 5))
-    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2
-    x = 0.2 * voiced * envelope + 0.02 * rng.standard_normal(n)
-    if channels > 1:
-        x = np.stack([x * (1 - 0.2 * c) for c in range(channels)], axis=1)
-    return x.astype(np.float32)
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+from signals import speech_like
 
 sf = pytest.importorskip("soundfile")
 
@@ -46,25 +47,6 @@ LABELS = {"dimensional": ["arousal", "dominance", "valence"],
 # ------------------------------------------------------------------------------------------
 # Helpers
 # ------------------------------------------------------------------------------------------
-
-
-def speech_like(seconds: float, rate_hz: int = 16000, channels: int = 1, seed: int = 0,
-                gap: tuple[float, float] | None = None) -> np.ndarray:
-    """A gliding harmonic tone with noise and a syllable-rate envelope; ``gap`` (start, end in
-    seconds) is digital silence, which splits laughter events."""
-    rng = np.random.default_rng(seed)
-    n = int(round(seconds * rate_hz))
-    t = np.arange(n) / rate_hz
-    f0 = 150 + 50 * np.sin(2 * np.pi * 0.5 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / rate_hz
-    voiced = sum(np.sin(k * phase) / k for k in (1, 2, 3, 4))
-    envelope = 0.4 + 0.6 * np.sin(2 * np.pi * 2.5 * t) ** 2
-    x = 0.25 * voiced * envelope + 0.03 * rng.standard_normal(n)
-    if gap is not None:
-        x[int(gap[0] * rate_hz):int(gap[1] * rate_hz)] = 0.0
-    if channels > 1:
-        x = np.stack([x * (1 - 0.25 * c) for c in range(channels)], axis=1)
-    return x.astype(np.float32)
 
 
 def cli(*args: str, env: dict | None = None, stdin: bytes | None = None, cwd: Path | None = None,

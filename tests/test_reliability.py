@@ -12,8 +12,8 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from signals import speech_like
 
 sf = pytest.importorskip("soundfile")
 pytest.importorskip("torch", reason="the export toolchain is not installed "
@@ -27,14 +27,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 # A hang, not a timing: each killed process must at least have started its step by then.
 WAIT_S = 120
-
-
-def speech_like(seconds: float, rate_hz: int = 16000, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate_hz)) / rate_hz
-    phase = 2 * np.pi * np.cumsum(140 + 40 * np.sin(2 * np.pi * 0.7 * t)) / rate_hz
-    x = sum(np.sin(k * phase) / k for k in (1, 2, 3)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
-    return (0.2 * x + 0.02 * rng.standard_normal(len(t))).astype(np.float32)
 
 
 def wait_for(condition, process: subprocess.Popen) -> bool:
