@@ -94,10 +94,11 @@ class Detector:
         self.bundle = model
         self.options = options
         mode = model.manifest["normalization"]["mode"]
-        if mode not in ("per-window", "in-graph"):
+        if mode not in ("per-window", "in-graph", "none"):
             raise BundleError(
                 f"model bundle {model.path}: asks for {mode} normalisation, which this runtime "
-                "does not implement (it normalises per window or leaves it to the graph)."
+                "does not implement (it normalises per window, or feeds raw samples where the "
+                "checkpoint or the graph says so)."
             )
         self._normalize = mode == "per-window"
         self._window, self._hop = self._window_hop(options)
@@ -216,6 +217,7 @@ class Detector:
             threshold=e.threshold if e else None, operating_point=operating_point,
             min_duration_s=o.min_duration_s if e else None,
             merge_gap_s=o.merge_gap_s if e else None,
+            gate_passed=self.bundle.gate.passed, gate_failures=self.bundle.gate.failures,
         )
 
     # -- detection -----------------------------------------------------------------------------

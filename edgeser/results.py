@@ -51,6 +51,10 @@ class RunInfo:
     operating_point: str | None = None
     min_duration_s: float | None = None
     merge_gap_s: float | None = None
+    # The export's fidelity gate: False for a bundle written with --allow-degraded after failing
+    # it, with the failing metrics.
+    gate_passed: bool = True
+    gate_failures: tuple[str, ...] = ()
 
 
 class _Span:

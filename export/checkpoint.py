@@ -35,17 +35,22 @@ class Checkpoint:
     weights: tuple[WeightFile, ...]
 
 
+def read_json_object(path: Path, label: str) -> dict:
+    """A checkpoint's JSON file that must hold an object; one sentence naming it otherwise."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ExportError(f"{label}: {path.name} is not valid JSON ({err}).") from None
+    if not isinstance(value, dict):
+        raise ExportError(f"{label}: {path.name} does not hold a JSON object.")
+    return value
+
+
 def read_config(directory: Path, label: str) -> dict:
     path = directory / "config.json"
     if not path.is_file():
         raise ExportError(f"{label}: has no config.json; is this a transformers checkpoint?")
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ExportError(f"{label}: config.json is not valid JSON ({err}).") from None
-    if not isinstance(config, dict):
-        raise ExportError(f"{label}: config.json does not hold a JSON object.")
-    return config
+    return read_json_object(path, label)
 
 
 def _weight_files(directory: Path, label: str) -> list[Path]:

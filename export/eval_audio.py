@@ -51,7 +51,7 @@ VOICES = ("en-us", "en-gb", "de", "fr", "es", "it")
 class EvalSet:
     """Normalised 16 kHz windows, grouped by length for batching, and where they came from."""
 
-    windows: tuple  # of float32 1-D arrays, normalised per window
+    windows: tuple  # of float32 1-D arrays, as the model is fed them (normalised by default)
     description: str
 
     def __len__(self) -> int:
@@ -63,8 +63,8 @@ class EvalSet:
         return EvalSet(tuple(w for w in self.windows if len(w) == longest), self.description)
 
 
-def _windows_of(signal_16k: np.ndarray, window_s: float, hop_s: float) -> list:
-    return [fe.normalize(signal_16k[w.start : w.stop])
+def _windows_of(signal_16k: np.ndarray, window_s: float, hop_s: float, prepare) -> list:
+    return [prepare(signal_16k[w.start : w.stop])
             for w in fe.windows(len(signal_16k), window_s, hop_s)]
 
 
@@ -78,7 +78,10 @@ def audio_files(directory: Path) -> list:
     return sorted(files, key=lambda p: hashlib.sha1(p.name.encode()).hexdigest())
 
 
-def from_files(files, window_s: float, hop_s: float, max_windows: int, description: str) -> EvalSet:
+def from_files(files, window_s: float, hop_s: float, max_windows: int, description: str,
+               prepare=fe.normalize) -> EvalSet:
+    """Windows of ``files`` as the model is fed them (``prepare``: per-window normalisation,
+    or the checkpoint's own preprocessing)."""
     windows: list = []
     for path in files:
         try:
@@ -87,7 +90,7 @@ def from_files(files, window_s: float, hop_s: float, max_windows: int, descripti
             raise ExportError(f"evaluation audio {err}") from None
         if info.frames == 0:
             continue
-        windows += _windows_of(fe.resample(samples, info.rate_hz), window_s, hop_s)
+        windows += _windows_of(fe.resample(samples, info.rate_hz), window_s, hop_s, prepare)
         if len(windows) >= max_windows:
             break
     if not windows:
@@ -95,9 +98,11 @@ def from_files(files, window_s: float, hop_s: float, max_windows: int, descripti
     return EvalSet(tuple(windows[:max_windows]), description)
 
 
-def from_directory(directory: Path, window_s: float, hop_s: float, max_windows: int) -> EvalSet:
+def from_directory(directory: Path, window_s: float, hop_s: float, max_windows: int,
+                   prepare=fe.normalize) -> EvalSet:
     files = audio_files(directory)
-    return from_files(files, window_s, hop_s, max_windows, f"{directory} ({len(files)} files)")
+    return from_files(files, window_s, hop_s, max_windows, f"{directory} ({len(files)} files)",
+                      prepare)
 
 
 def _espeak(text: str, voice: str, speed_wpm: int, pitch: int, out: Path) -> None:
@@ -129,10 +134,29 @@ def _espeak_speech(seconds: float, sentences: tuple, seed: int) -> np.ndarray | 
     return np.concatenate(parts)
 
 
+# Formant resonators: two-pole filters of 90 Hz bandwidth. Their impulse response decays below
+# 1e-15 within 2048 samples, so an FFT convolution with it equals the recursive filter to double
+# precision, with numpy alone (the export toolchain does not need scipy).
+_FORMANT_BANDWIDTH_HZ = 90.0
+_RESONATOR_TAPS = 2048
+
+
+def resonator_response(centre_hz: float, rate_hz: int = 16000) -> np.ndarray:
+    """Impulse response of ``y[n] = (1-r) x[n] + 2 r cos(w) y[n-1] - r^2 y[n-2]``."""
+    r = np.exp(-np.pi * _FORMANT_BANDWIDTH_HZ / rate_hz)
+    w = 2 * np.pi * centre_hz / rate_hz
+    n = np.arange(_RESONATOR_TAPS)
+    return (1 - r) * r**n * np.sin((n + 1) * w) / np.sin(w)
+
+
+def _filter(x: np.ndarray, response: np.ndarray) -> np.ndarray:
+    size = 1 << int(np.ceil(np.log2(len(x) + len(response) - 1)))
+    y = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(response, size), size)
+    return y[: len(x)]
+
+
 def _formant_vowels(seconds: float, seed: int) -> np.ndarray:
     """Vowel-like sounds: a glottal pulse train with moving pitch through formant resonators."""
-    from scipy.signal import lfilter
-
     rng = np.random.default_rng(seed)
     formants = [(730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480),
                 (570, 840, 2410), (440, 1020, 2240)]
@@ -145,8 +169,7 @@ def _formant_vowels(seconds: float, seed: int) -> np.ndarray:
         source += 0.02 * rng.standard_normal(n)
         voiced = source
         for f in formants[int(rng.integers(len(formants)))]:
-            r = np.exp(-np.pi * 90 / 16000)
-            voiced = lfilter([1 - r], [1, -2 * r * np.cos(2 * np.pi * f / 16000), r * r], voiced)
+            voiced = _filter(voiced, resonator_response(f))
         envelope = np.hanning(n)
         out += [0.3 * voiced * envelope / (np.abs(voiced).max() + 1e-9), np.zeros(int(rng.integers(800, 4800)))]
     return np.concatenate(out).astype(np.float32)
@@ -157,7 +180,8 @@ def _formant_vowels(seconds: float, seed: int) -> np.ndarray:
 _PURPOSES = {"evaluation": (SENTENCES[0::2], 7), "calibration": (SENTENCES[1::2], 8)}
 
 
-def default(window_s: float, hop_s: float, max_windows: int, purpose: str = "evaluation") -> EvalSet:
+def default(window_s: float, hop_s: float, max_windows: int, purpose: str = "evaluation",
+            prepare=fe.normalize) -> EvalSet:
     """Generated audio with up to ``max_windows`` windows, for evaluation or calibration."""
     sentences, seed = _PURPOSES[purpose]
     seconds = window_s + hop_s * (max_windows + 1)
@@ -167,5 +191,5 @@ def default(window_s: float, hop_s: float, max_windows: int, purpose: str = "eva
     else:
         speech = _formant_vowels(seconds, seed)
         description = f"formant-synthesised vowels, {purpose} seed (generated; espeak-ng not installed)"
-    windows = _windows_of(speech, window_s, hop_s)[:max_windows]
+    windows = _windows_of(speech, window_s, hop_s, prepare)[:max_windows]
     return EvalSet(tuple(windows), description)

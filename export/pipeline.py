@@ -18,8 +18,8 @@ import numpy as np
 from edgeser import __version__, bundle
 from edgeser import frontend as fe
 from edgeser.errors import ExportError
-from edgeser.export import (checkpoint, eval_audio, families, onnx_export, parity, prototypes,
-                            quantize, sensitivity)
+from edgeser.export import (checkpoint, eval_audio, families, onnx_export, parity, preprocessing,
+                            prototypes, quantize, sensitivity)
 from edgeser.export import tensorrt as engines
 from edgeser.export import source as sources
 from edgeser.export import weights
@@ -199,7 +199,7 @@ def _tool_versions() -> dict:
 
 
 def _compress(options, fp32_graph, graph, eval_set, reference, labels, logits_kind,
-              window_s, hop_s, label, progress):
+              window_s, hop_s, prepare, label, progress):
     """Quantize the FP32 graph into ``graph``, measure parity against PyTorch FP32 and apply
     the gate; returns (manifest recipe record, metrics)."""
     if options.quantize == "fp16":
@@ -213,10 +213,10 @@ def _compress(options, fp32_graph, graph, eval_set, reference, labels, logits_ki
         progress.start("preparing calibration audio")
         if options.calibration is not None:
             calibration = eval_audio.from_directory(options.calibration, window_s, hop_s,
-                                                    options.calibration_windows)
+                                                    options.calibration_windows, prepare)
         else:
             calibration = eval_audio.default(window_s, hop_s, options.calibration_windows,
-                                             purpose="calibration")
+                                             purpose="calibration", prepare=prepare)
         calibration = calibration.full_length()
     mixed = None
     if (options.recipe or quantize.DEFAULT_RECIPE) == "static-mixed":
@@ -267,6 +267,9 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
     label = options.model
     progress.start("reading weights")
     ckpt = checkpoint.read(src.directory, label)
+    # Every window the export feeds the model (evaluation, calibration, prototypes, reference)
+    # is prepared as the checkpoint's feature extractor would, and as the runtime will.
+    prep = preprocessing.read(src.directory, label)
     layers_in_checkpoint = int(ckpt.config.get("num_hidden_layers", 0))
     family, built = families.build(ckpt.config, label, task=options.task, layers=options.layers,
                                    state_dict=ckpt.state_dict)
@@ -300,15 +303,17 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
             with torch.inference_mode():
                 return built.module.embed(torch.from_numpy(batch.astype(np.float32))).numpy()
 
-        labels, vectors = prototypes.compute(options.prototypes, embed, window_s, hop_s)
+        labels, vectors = prototypes.compute(options.prototypes, embed, window_s, hop_s,
+                                             prep.window)
         built.module.prototypes = torch.from_numpy(vectors)
         extra["prototypes"] = {"labels": labels, "vectors": vectors.tolist()}
 
     progress.start("preparing evaluation audio")
     if options.eval_audio is not None:
-        eval_set = eval_audio.from_directory(options.eval_audio, window_s, hop_s, options.eval_windows)
+        eval_set = eval_audio.from_directory(options.eval_audio, window_s, hop_s,
+                                             options.eval_windows, prep.window)
     else:
-        eval_set = eval_audio.default(window_s, hop_s, options.eval_windows)
+        eval_set = eval_audio.default(window_s, hop_s, options.eval_windows, prepare=prep.window)
 
     progress.start("PyTorch FP32 reference", total=len(eval_set))
     reference = parity.run(_counting(_torch_forward(built.module), progress), eval_set.windows)
@@ -334,7 +339,7 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
         if options.quantize != "none":
             recipe_record, metrics = _compress(options, fp32_graph, graph, eval_set, reference,
                                                labels, built.logits_kind, window_s, hop_s,
-                                               label, progress)
+                                               prep.window, label, progress)
         onnx_forward = _onnx_forward(graph)
         engine_records = []
         if options.engine:  # fp16: TensorRT reduces the FP32 graph itself; int8: the QDQ graph
@@ -365,7 +370,8 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
                               "meaning": built.embedding_meaning},
             },
             "sample_rate_hz": 16000,
-            "normalization": {"mode": "per-window", "epsilon": 1e-7},
+            "normalization": {"mode": prep.normalization_mode, "epsilon": 1e-7,
+                              "origin": prep.origin},
             "window_s": window_s, "hop_s": hop_s, "min_samples": 400,
             "silence_dbfs": SILENCE_DBFS,
             **extra,

@@ -1,7 +1,7 @@
 """Class prototypes for embedding models: the mean unit embedding of labelled clips per class.
 
 The CSV has a header with columns ``path`` and ``label``; relative paths are taken from the
-CSV's folder. Each clip is windowed and normalised exactly as detection will do it, its window
+CSV's folder. Each clip is windowed and prepared exactly as detection will do it, its window
 embeddings averaged; a class prototype is the normalised mean of its clips' unit embeddings.
 """
 
@@ -35,8 +35,9 @@ def read_csv(path: Path) -> list[tuple[Path, str]]:
     return clips
 
 
-def compute(csv_path: Path, embed, window_s: float, hop_s: float):
-    """(labels in first-seen order, float32 [classes, dim] unit prototypes)."""
+def compute(csv_path: Path, embed, window_s: float, hop_s: float, prepare=fe.normalize):
+    """(labels in first-seen order, float32 [classes, dim] unit prototypes); ``prepare`` is what
+    detection does to each window (per-window normalisation, or nothing)."""
     per_class: dict[str, list] = {}
     for clip, label in read_csv(csv_path):
         try:
@@ -44,7 +45,7 @@ def compute(csv_path: Path, embed, window_s: float, hop_s: float):
         except AudioError as err:
             raise ExportError(f"prototype clip {err}") from None
         x = fe.resample(samples, info.rate_hz)
-        windows = [fe.normalize(x[w.start : w.stop]) for w in fe.windows(len(x), window_s, hop_s)]
+        windows = [prepare(x[w.start : w.stop]) for w in fe.windows(len(x), window_s, hop_s)]
         if not windows:
             raise ExportError(f"{clip}: is shorter than one model frame (400 samples at 16 kHz).")
         vectors = np.stack([embed(w[None, :])[0] for w in windows]).mean(axis=0)

@@ -706,7 +706,8 @@ def test_cli_verify_mismatch_exits_1(tmp_path):
 def test_cli_verify_missing_bundle_exits_1(tmp_path):
     result = run_cli("verify", str(tmp_path / "nowhere"))
     assert result.returncode == 1
-    assert result.stderr == f"edgeser: model bundle {tmp_path / 'nowhere'} does not exist.\n"
+    assert result.stderr == (f"edgeser: {tmp_path / 'nowhere'}: no such bundle or checkpoint "
+                             "directory, and not a hub id (org/name).\n")
 
 
 def test_verify_imports_no_torch_transformers_or_onnx(tmp_path):

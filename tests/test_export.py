@@ -350,7 +350,8 @@ def test_audeering_manifest_describes_the_model_card(ckpts, exported):
     assert (m["outputs"]["logits"]["kind"], m["outputs"]["logits"]["size"]) == ("regression", 3)
     assert m["outputs"]["embedding"]["size"] == config["hidden_size"]
     assert m["sample_rate_hz"] == 16000
-    assert m["normalization"] == {"mode": "per-window", "epsilon": 1e-7}
+    assert m["normalization"] == {"mode": "per-window", "epsilon": 1e-7,
+                                  "origin": "preprocessor_config.json: do_normalize=true"}
     assert m["source"]["architecture"] == "Wav2Vec2ForSpeechClassification"
     assert m["pruning"] is None
     assert m["parity"]["windows"] == EVAL_WINDOWS

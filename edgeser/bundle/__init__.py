@@ -50,6 +50,7 @@ from edgeser.bundle.manifest import (
     SOURCE_KINDS,
     TASKS,
     Bundle,
+    FidelityGate,
     _name_problem,  # noqa: F401  (read by tests/test_tensorrt.py)
     validate_manifest,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "SOURCE_KINDS",
     "TASKS",
     "Bundle",
+    "FidelityGate",
     "BundleError",
     "BundleStage",
     "VerifyReport",

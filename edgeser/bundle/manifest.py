@@ -24,7 +24,8 @@ FORMAT = "edgeser-bundle"
 MANIFEST = "manifest.json"
 TASKS = ("emotion-dimensional", "emotion-categorical", "emotion-prototypes", "laughter")
 LOGIT_KINDS = ("regression", "class-logits", "similarity")
-NORMALIZATION_MODES = ("per-window", "per-file", "running", "in-graph")
+# "none": the checkpoint's feature extractor does not normalise (do_normalize: false).
+NORMALIZATION_MODES = ("per-window", "none", "per-file", "running", "in-graph")
 SOURCE_KINDS = ("hub", "local")
 SAMPLE_RATE_HZ = 16000
 # The ONNX contract: one input, two outputs (see DESIGN.md, "The model bundle").
@@ -371,6 +372,13 @@ def _check_provenance(m: Mapping, problems: list[str]) -> None:
     tools = m.get("tools")
     if isinstance(tools, dict) and not all(isinstance(v, str) for v in tools.values()):
         problems.append("tools must map names to version strings")
+    gate = m.get("parity", {}).get("gate") if isinstance(m.get("parity"), dict) else None
+    if gate is not None and not (
+            isinstance(gate, dict) and isinstance(gate.get("passed"), bool)
+            and isinstance(gate.get("allowed_degraded", False), bool)
+            and isinstance(gate.get("failures"), list) and all(_is_text(f) for f in gate["failures"])):
+        problems.append("parity.gate must be an object with passed (true/false) and failures "
+                        "(a list of strings)")
 
 
 def _check_pruning(m: Mapping, problems: list[str]) -> None:
@@ -450,6 +458,25 @@ def validate_manifest(m: dict) -> list[str]:
 
 
 @dataclass(frozen=True)
+class FidelityGate:
+    """The export's fidelity verdict on a quantized graph against the original model.
+
+    ``degraded`` is a bundle written with ``--allow-degraded`` although it failed the gate;
+    ``failures`` name each metric below its threshold. FP32 bundles pass by construction (they
+    are written only when they match PyTorch within the FP32 tolerance)."""
+
+    passed: bool
+    failures: tuple[str, ...] = ()
+
+    @property
+    def degraded(self) -> bool:
+        return not self.passed
+
+    def describe(self) -> str:
+        return "passed" if self.passed else f"degraded ({'; '.join(self.failures)})"
+
+
+@dataclass(frozen=True)
 class Bundle:
     """A validated bundle on disk. ``manifest`` is the parsed, validated ``manifest.json``."""
 
@@ -502,6 +529,14 @@ class Bundle:
         ``manifest["prototypes"]["labels"]``), or None."""
         protos = self.manifest["prototypes"]
         return None if protos is None else np.asarray(protos["vectors"], dtype=np.float32)
+
+    @property
+    def gate(self) -> FidelityGate:
+        """The fidelity gate's verdict at export (see :class:`FidelityGate`)."""
+        gate = self.manifest["parity"].get("gate")
+        if gate is None:
+            return FidelityGate(True)
+        return FidelityGate(gate["passed"], tuple(gate["failures"]))
 
     def graph_path(self, role: str = "full") -> Path:
         """The ONNX file of the graph with ``role``; BundleError when the bundle has none."""

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from edgeser.bundle.loading import load
-from edgeser.bundle.manifest import OUTPUT_NAMES, Bundle
+from edgeser.bundle.manifest import OUTPUT_NAMES, Bundle, FidelityGate
 from edgeser.errors import BundleError
 
 
@@ -30,6 +30,7 @@ class VerifyReport:
     atol: float
     ok: bool
     problems: tuple[str, ...]
+    gate: FidelityGate = FidelityGate(True)  # the export's fidelity verdict, as recorded
 
 
 def _read_reference(bundle: Bundle) -> list[dict[str, np.ndarray]]:
@@ -105,4 +106,5 @@ def verify(path: str | os.PathLike) -> VerifyReport:
         atol=atol,
         ok=not problems,
         problems=tuple(problems),
+        gate=bundle.gate,
     )

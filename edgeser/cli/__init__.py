@@ -19,6 +19,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help text: rich markup would swallow every "[default: ...]" as an unknown tag.
+    rich_markup_mode=None,
 )
 app.command("bench")(bench.bench)
 app.command("detect")(detect.detect)

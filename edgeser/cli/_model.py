@@ -25,27 +25,50 @@ from edgeser.errors import BundleError, EdgeserError
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def resolve(model: str | None, *, yes: bool, may_prompt: bool) -> Path:
-    """The bundle directory to run, exporting it first where ``model`` is a checkpoint."""
+def _locate(model: str | None) -> tuple[str, Path, str | None] | Path:
+    """A bundle directory as given, or (model, its default bundle directory, local source)."""
     if model is None:
-        return _bundle_for(DEFAULT_MODEL_ID, bundles.default_bundle_dir(DEFAULT_MODEL_ID,
-                                                                         DEFAULT_REVISION),
-                           yes=yes, may_prompt=may_prompt, source=None)
+        return DEFAULT_MODEL_ID, bundles.default_bundle_dir(DEFAULT_MODEL_ID, DEFAULT_REVISION), None
     path = Path(model).expanduser()
     if (path / bundles.MANIFEST).is_file():
         return path
     if path.is_dir() and (path / "config.json").is_file():
         real = path.resolve()
-        dest = bundles.default_bundle_dir(real.name, "local")
-        return _bundle_for(str(real), dest, yes=yes, may_prompt=may_prompt, source=str(real))
+        return str(real), bundles.default_bundle_dir(real.name, "local"), str(real)
     if path.exists():
         raise BundleError(f"{model}: is neither a model bundle (no {bundles.MANIFEST}) nor a "
                           "checkpoint directory (no config.json).")
     if _HUB_ID.match(model) and ".." not in model:
-        return _bundle_for(model, bundles.default_bundle_dir(model, DEFAULT_REVISION),
-                           yes=yes, may_prompt=may_prompt, source=None)
+        return model, bundles.default_bundle_dir(model, DEFAULT_REVISION), None
     raise BundleError(f"{model}: no such bundle or checkpoint directory, and not a hub id "
                       "(org/name).")
+
+
+def resolve(model: str | None, *, yes: bool, may_prompt: bool) -> Path:
+    """The bundle directory to run, exporting it first where ``model`` is a checkpoint."""
+    located = _locate(model)
+    if isinstance(located, Path):
+        return located
+    name, dest, source = located
+    return _bundle_for(name, dest, yes=yes, may_prompt=may_prompt, source=source)
+
+
+def existing(model: str | None, command: str) -> Path:
+    """The bundle ``model`` names (a bundle directory, or a checkpoint or hub id already exported
+    to its default place) for commands that never export (``bench``, ``verify``); otherwise one
+    sentence with the command that creates it. ``command`` is how the bundle is then passed,
+    e.g. ``edgeser verify``."""
+    located = _locate(model)
+    if isinstance(located, Path):
+        return located
+    name, dest, source = located
+    if (dest / bundles.MANIFEST).is_file() and (source is None or _source_of(dest) == source):
+        return dest
+    what = "the default model" if model is None else name
+    raise BundleError(
+        f"no model bundle for {what} at {dest}; create one with `{export_command(name)} --out "
+        f"BUNDLE_DIR` (needs pip install 'edgeser[export]'), then run `{command} BUNDLE_DIR`."
+    )
 
 
 def _bundle_for(model: str, dest: Path, *, yes: bool, may_prompt: bool,

@@ -10,8 +10,9 @@ import typer
 
 
 def bench(
-    model: Optional[Path] = typer.Option(None, "--model", "-m", help="Bundle directory "
-                                         "[default: the default model's bundle]."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Bundle directory, or a "
+                                        "checkpoint directory or hub id already exported "
+                                        "[default: the default model's bundle]."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, tensorrt or jetson "
                                          "[default: the best this machine has]."),
     fallback: bool = typer.Option(False, "--fallback", help="When the device's provider is "
@@ -21,14 +22,14 @@ def bench(
     duration: float = typer.Option(10.0, "--duration", min=0.1, help="Seconds of batch-1 runs "
                                    "per window length (other batches get a quarter)."),
     runs: Optional[int] = typer.Option(None, "--runs", min=3, help="Run count instead of a "
-                                       "time budget."),
+                                       "time budget [default: use --duration]."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads "
                                           "[default: all cores]."),
     batches: str = typer.Option("1,2,4,8", "--batches", help="Batch sizes tried for throughput."),
     cold: bool = typer.Option(True, "--cold-start/--no-cold-start", help="Time a fresh process "
                               "too."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the report as JSON "
-                                            "(atomically)."),
+                                            "(atomically) [default: none]."),
 ) -> None:
     """Measure latency (p50/p90/max, p99 from 1000 runs), real-time factor, windows per second
     at batch 1 and at the best batch, cold start, memory and the frontend's share.
@@ -39,7 +40,8 @@ def bench(
     from edgeser import devices
     from edgeser.atomic import atomic_text
     from edgeser.cli._bench_report import print_report
-    from edgeser.detector import bundle_precision, default_bundle_path
+    from edgeser.cli._model import existing
+    from edgeser.detector import bundle_precision
     from edgeser.errors import EdgeserError
     from edgeser.inference import default_threads
     from edgeser import bundle as bundles
@@ -51,8 +53,8 @@ def bench(
     except ValueError:
         raise typer.BadParameter(f"{batches!r} is not a comma-separated list of positive "
                                  "integers.", param_hint="--batches") from None
-    bundle_dir = model or default_bundle_path()
     try:
+        bundle_dir = existing(model, "edgeser bench --model")
         loaded = bundles.load(bundle_dir)
         resolved = devices.resolve_device(device, fallback=fallback,
                                           precision=bundle_precision(loaded))

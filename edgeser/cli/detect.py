@@ -21,23 +21,26 @@ def detect(
     fmt: str = typer.Option(DEFAULT_FORMAT, "--format", "-f", help="table, json, jsonl, csv, "
                             "audacity or textgrid."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write results here "
-                                          "(atomically) instead of stdout; a folder for audacity "
-                                          "or textgrid with several inputs."),
+                                          "(atomically); a folder for audacity or textgrid with "
+                                          "several inputs [default: stdout]."),
     stream: bool = typer.Option(False, "--stream", help="Live: read the input as it arrives "
                                 "and report each window as soon as it is complete."),
-    rate: Optional[int] = typer.Option(None, "--rate", help="Raw PCM rate in Hz (--stream)."),
-    channels: Optional[int] = typer.Option(None, "--channels", help="Raw PCM channels (--stream)."),
+    rate: Optional[int] = typer.Option(None, "--rate", help="Raw PCM rate in Hz (--stream) "
+                                 "[default: from the WAV header]."),
+    channels: Optional[int] = typer.Option(None, "--channels", help="Raw PCM channels "
+                                      "(--stream) [default: from the WAV header]."),
     sample_format: Optional[str] = typer.Option(None, "--sample-format", help="Raw PCM "
                                                 "samples: u8, s16, s24, s32, f32 or f64 "
-                                                "(--stream)."),
+                                                "(--stream) [default: from the WAV header]."),
     window: Optional[float] = typer.Option(None, "--window", help="Window in seconds "
                                            "[default: the bundle's]."),
     hop: Optional[float] = typer.Option(None, "--hop", help="Hop in seconds [default: the "
                                         "bundle's]."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Laughter probability "
-                                              "threshold."),
+                                              "threshold [default: the operating point's]."),
     operating_point: Optional[str] = typer.Option(None, "--operating-point", help="Laughter "
-                                                  "operating point named in the bundle."),
+                                                  "operating point named in the bundle "
+                                                  "[default: default]."),
     min_duration: float = typer.Option(0.0, "--min-duration", help="Shortest laughter event "
                                        "in seconds."),
     merge_gap: float = typer.Option(0.5, "--merge-gap", help="Laughter events closer than this "
@@ -85,6 +88,15 @@ def detect(
         raise typer.BadParameter(f"{fmt} writes one label file per input; give -o FOLDER for "
                                  f"{len(found)} inputs.", param_hint="--output")
 
+    # Inputs are checked before the model is resolved: a typo must not first cost a download
+    # and a multi-minute export.
+    if all(item.problem is not None for item in found):
+        for item in found:
+            print(f"edgeser: {item.problem}", file=sys.stderr)
+        if len(found) > 1:
+            print(f"edgeser: none of the {len(found)} inputs can be read.", file=sys.stderr)
+        raise typer.Exit(1)
+
     options = DetectionOptions(
         threads=threads, window_s=window, hop_s=hop, batch_size=batch_size, silence_dbfs=silence,
         threshold=threshold, operating_point=operating_point, min_duration_s=min_duration,
@@ -97,6 +109,11 @@ def detect(
     except EdgeserError as err:
         print(f"edgeser: {err}", file=sys.stderr)
         raise typer.Exit(1)
+    if detector.bundle.gate.degraded:
+        print(f"edgeser: warning: model bundle {detector.bundle.path} failed the fidelity gate at "
+              f"export and was written with --allow-degraded "
+              f"({'; '.join(detector.bundle.gate.failures)}); its results may differ from the "
+              "original model's.", file=sys.stderr)
     if detector.device.fallback:
         print(f"edgeser: warning: {detector.device.fallback}", file=sys.stderr)
     if verbose:

@@ -28,31 +28,37 @@ def _operating_points(values: List[str]) -> tuple:
 
 def export(
     model: str = typer.Option(..., "--model", "-m", help="Hub id (org/name) or checkpoint directory."),
-    revision: Optional[str] = typer.Option(None, help="Hub revision (branch, tag or commit)."),
+    revision: Optional[str] = typer.Option(None, help="Hub revision (branch, tag or commit) "
+                                           "[default: main]; ignored for a directory."),
     out: Optional[Path] = typer.Option(None, "--out", "-o",
                                        help="Bundle directory [default: $EDGESER_HOME/bundles/<model>@<revision>]."),
     task: Optional[str] = typer.Option(None, help="emotion-dimensional, emotion-categorical, "
                                        "emotion-prototypes or laughter [default: from the checkpoint]."),
-    layers: Optional[int] = typer.Option(None, min=1, help="Keep only the first N transformer layers."),
+    layers: Optional[int] = typer.Option(None, min=1, help="Keep only the first N transformer "
+                                        "layers [default: all]."),
     quantize: str = typer.Option("int8", help="int8, fp16 or none (FP32)."),
-    recipe: Optional[str] = typer.Option(None, help="INT8 recipe preset [default: the measured "
-                                         "conservative one; see benchmarks/RESULTS.md]."),
+    recipe: Optional[str] = typer.Option(None, help="INT8 recipe preset [default: blockwise-int8, "
+                                         "static-minmax for "
+                                         "--engine tensorrt]."),
     calibration: Optional[Path] = typer.Option(None, help="Folder of real audio to calibrate "
                                                "INT8 activation ranges [default: generated speech]."),
     calibration_windows: int = typer.Option(64, min=1, help="Calibration windows."),
     allow_degraded: bool = typer.Option(False, "--allow-degraded",
                                         help="Write the bundle even if it fails the fidelity gate."),
     operating_point: List[str] = typer.Option([], "--operating-point",
-                                              help="Laughter threshold NAME=VALUE (repeatable)."),
-    prototypes: Optional[Path] = typer.Option(None, help="CSV (path,label) of clips for class prototypes."),
-    eval_audio: Optional[Path] = typer.Option(None, help="Folder of real speech for the parity check."),
+                                              help="Laughter threshold NAME=VALUE "
+                                              "(repeatable) [default: default=0.5]."),
+    prototypes: Optional[Path] = typer.Option(None, help="CSV (path,label) of clips for "
+                                      "class prototypes [default: none; required for embedding models]."),
+    eval_audio: Optional[Path] = typer.Option(None, help="Folder of real speech for the "
+                                      "parity check [default: generated speech]."),
     eval_windows: int = typer.Option(200, min=1, help="Windows used for the parity check."),
     window: Optional[float] = typer.Option(None, help="Window length in seconds [default: per task]."),
     hop: Optional[float] = typer.Option(None, help="Hop in seconds [default: per task]."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle."),
     engine: Optional[str] = typer.Option(None, help="tensorrt: also build a TensorRT engine for "
                                          "this device's GPU (needs --quantize fp16 or int8; run "
-                                         "on the target device)."),
+                                         "on the target device) [default: none, ONNX only]."),
 ) -> None:
     """Export a fine-tuned wav2vec2 / HuBERT checkpoint to a verified ONNX bundle."""
     points = _operating_points(operating_point)

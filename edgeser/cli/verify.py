@@ -11,21 +11,26 @@ import typer
 
 
 def verify(
-    bundle: Path = typer.Argument(..., help="Model bundle directory.", show_default=False),
+    bundle: str = typer.Argument(..., metavar="BUNDLE", show_default=False,
+                                 help="Model bundle directory (or a checkpoint directory or hub "
+                                 "id already exported to its default place)."),
 ) -> None:
     """Rehash every file of a model bundle and run its reference windows through ONNX Runtime.
 
     Prints files hashed, windows checked and the largest error per output against the bundle's
     tolerance, whether each TensorRT engine fits this device (not checked without TensorRT or a
-    GPU; never a failure), then OK or FAILED. Exit code 1 when a file, hash or output does not
-    match.
+    GPU; never a failure), then OK, DEGRADED (reproduces its reference windows, but was written
+    with --allow-degraded after failing the fidelity gate; the failing metrics follow) or
+    FAILED. Exit code 1 when a file, hash or output does not match.
     """
     from edgeser import bundle as bundles
     from edgeser import engines
     from edgeser.errors import BundleError
 
+    from edgeser.cli._model import existing
+
     try:
-        report = bundles.verify(bundle)
+        report = bundles.verify(existing(bundle, "edgeser verify"))
         # TensorRT engines are device-specific: one that does not fit this device is reported,
         # never a failure (the ONNX graph is the portable form, checked by verify).
         engine_lines = engines.engine_statuses(bundles.load(report.bundle).manifest)
@@ -40,6 +45,10 @@ def verify(
         typer.echo(f"{name:<9} max abs error {shown} (atol {report.atol:g})")
     for line in engine_lines:
         typer.echo(line)
+    if report.ok and report.gate.degraded:
+        # Intact and reproducible, but written with --allow-degraded: never a plain OK.
+        typer.echo(f"DEGRADED: failed the fidelity gate at export ({'; '.join(report.gate.failures)})")
+        return
     if report.ok:
         typer.echo("OK")
         return

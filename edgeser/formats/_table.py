@@ -81,7 +81,7 @@ class LiveTableWriter:
             self._line(f"{end.source}: warning: {warning}")
 
     def failure(self, source: str, message: str) -> None:
-        self._line(f"{source}: failed: {message}")
+        self._line(f"{source}: failed")  # the sentence itself goes to stderr, once
 
     def finish(self) -> None:
         self._out.flush()
@@ -138,7 +138,7 @@ class DetailedTableWriter:
 
     def failure(self, source: str, message: str) -> None:
         self._rows = []
-        self._console.print(f"{source}: failed: {message}")
+        self._console.print(f"{source}: failed")  # the sentence itself goes to stderr, once
 
     def finish(self) -> None:
         self._console.file.flush()
@@ -182,7 +182,8 @@ class FolderTableWriter:
         self._warnings += (f"{end.source}: warning: {warning}" for warning in end.warnings)
 
     def failure(self, source: str, message: str) -> None:
-        self._rows.append((source, f"failed: {message}", *("",) * (len(self._columns) - 2)))
+        # The sentence itself goes to stderr, once; the table only marks the row.
+        self._rows.append((source, "failed", *("",) * (len(self._columns) - 2)))
 
     def finish(self) -> None:
         table = Table()
