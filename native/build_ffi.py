@@ -6,12 +6,17 @@ declared here, so the two cannot drift apart silently.
 """
 
 import os
+import sys
+import sysconfig
 
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 CDEF = """
+#define EDGESER_VERSION_MAJOR ...
+#define EDGESER_VERSION_MINOR ...
+#define EDGESER_VERSION_PATCH ...
 #define EDGESER_TARGET_RATE_HZ ...
 #define EDGESER_MIN_RATE_HZ ...
 #define EDGESER_MAX_RATE_HZ ...
@@ -32,6 +37,7 @@ typedef enum edgeser_status {
 
 const char *edgeser_strerror(edgeser_status status);
 const char *edgeser_version(void);
+unsigned edgeser_version_number(void);
 
 typedef enum edgeser_pcm_format {
     EDGESER_PCM_U8 = 1,
@@ -99,6 +105,12 @@ def _sources() -> list[str]:
     )
 
 
+# The stable ABI (Py_LIMITED_API, an .abi3.so): one build serves CPython 3.10+, and setup.py tags
+# the wheel cp310-abi3. Debug and free-threaded CPython have no stable ABI (cffi's own default
+# makes the same choice); setup.py applies the same test to the wheel tag.
+PY_LIMITED_API = not hasattr(sys, "gettotalrefcount") and not sysconfig.get_config_var(
+    "Py_GIL_DISABLED")
+
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
@@ -108,6 +120,7 @@ ffibuilder.set_source(
     include_dirs=[os.path.relpath(os.path.join(HERE, "include"))],
     extra_compile_args=["-std=c99", "-O3", "-fvisibility=hidden"],
     libraries=["m"],
+    py_limited_api=PY_LIMITED_API,
 )
 
 if __name__ == "__main__":

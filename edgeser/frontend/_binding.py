@@ -1,12 +1,16 @@
-"""Thin 1:1 layer over the compiled ``edgeser._native`` module: loading, and one status check.
+"""Thin 1:1 layer over the compiled ``edgeser._native`` module: loading, a version check, and
+one status check.
 
 When the module is missing (a source checkout that was never built) the frontend falls back to
 the NumPy reference and says so loudly; with EDGESER_REQUIRE_NATIVE=1 the absence is an error.
+A module that is present but was compiled from another version of the C sources than the
+package around it (a stale build left behind by an upgrade) is an ImportError, never a fallback.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import warnings
 
@@ -29,6 +33,55 @@ except ImportError as exc:  # pragma: no cover - exercised by the base-install s
     print(_message, file=sys.stderr)
 
 NATIVE = lib is not None
+
+
+def expected_version() -> tuple[str, str] | None:
+    """The version the compiled module must have, and where that expectation comes from.
+
+    The installed distribution's version (setup.py derives it from the C header's
+    EDGESER_VERSION_MAJOR/MINOR/PATCH, so a matching build agrees by construction); when edgeser
+    is not installed (a source tree on sys.path), the version in the source tree's header; when
+    neither is found, None: nothing to check against.
+    """
+    from importlib import metadata
+
+    try:
+        return metadata.version("edgeser"), "the installed edgeser package"
+    except metadata.PackageNotFoundError:
+        pass
+    from edgeser._version import HEADER, header_version
+
+    try:
+        return header_version(HEADER), f"the source tree's {HEADER.name}"
+    except (OSError, ValueError):
+        return None
+
+
+def check_version(compiled: tuple[int, int, int], expected: tuple[str, str] | None) -> None:
+    """Raise ImportError when ``compiled`` (major, minor, patch of the compiled module) differs
+    from the ``expected`` version of :func:`expected_version`. An expectation that is absent or
+    does not start with MAJOR.MINOR.PATCH is not checked."""
+    if expected is None:
+        return
+    version, source = expected
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
+    if match is None:
+        return
+    if tuple(int(part) for part in match.groups()) != tuple(compiled):
+        have = ".".join(str(part) for part in compiled)
+        raise ImportError(
+            f"the compiled frontend edgeser._native is version {have} but {source} is version "
+            f"{version}, so the two come from different builds: reinstall with `pip install "
+            f"--force-reinstall --no-deps edgeser` (or, in a source checkout, rebuild it with "
+            f"`pip install -e . --no-deps`)"
+        )
+
+
+if NATIVE:
+    check_version(
+        (lib.EDGESER_VERSION_MAJOR, lib.EDGESER_VERSION_MINOR, lib.EDGESER_VERSION_PATCH),
+        expected_version(),
+    )
 
 
 def check(status: int, what: str) -> None:

@@ -32,3 +32,8 @@ EDGESER_API const char *edgeser_version(void)
 {
     return EDGESER_VERSION_STRING;
 }
+
+EDGESER_API unsigned edgeser_version_number(void)
+{
+    return (unsigned)EDGESER_VERSION_NUMBER;
+}

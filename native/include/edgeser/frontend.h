@@ -21,6 +21,14 @@
  * - Float input is not inspected for NaN or Inf here; callers that need that guarantee
  *   (the Python layer does) check before calling. NaN in gives NaN out, never a crash.
  * - Objects are not thread-safe; distinct objects may be used from distinct threads.
+ * - Versions: EDGESER_VERSION_MAJOR/MINOR/PATCH (and EDGESER_VERSION_NUMBER =
+ *   major*10000 + minor*100 + patch, EDGESER_VERSION_STRING "major.minor.patch") describe the
+ *   header a program was compiled against; edgeser_version_number() and edgeser_version()
+ *   describe the library it loaded at run time. The two are compatible when the major numbers
+ *   agree: edgeser_version_number() / 10000 == EDGESER_VERSION_MAJOR. The shared library's
+ *   SONAME (libedgeser_frontend.so.MAJOR) encodes the same rule for the dynamic linker; a
+ *   program that uses a function added in a later minor release also needs
+ *   edgeser_version_number() >= the EDGESER_VERSION_NUMBER it was compiled with.
  */
 #ifndef EDGESER_FRONTEND_H
 #define EDGESER_FRONTEND_H
@@ -40,7 +48,23 @@ extern "C" {
 #define EDGESER_API
 #endif
 
-#define EDGESER_VERSION_STRING "0.1.0"
+/* The version numbers are the one source of the version: the string, the number, the
+ * shared library's file name and SONAME (native/Makefile) and the Python package version
+ * (setup.py) are all derived from these three lines. Keep each a plain decimal literal. */
+#define EDGESER_VERSION_MAJOR 0
+#define EDGESER_VERSION_MINOR 1
+#define EDGESER_VERSION_PATCH 0
+
+#if EDGESER_VERSION_MINOR > 99 || EDGESER_VERSION_PATCH > 99
+#error "EDGESER_VERSION_NUMBER needs minor and patch below 100"
+#endif
+#define EDGESER_VERSION_NUMBER \
+    (EDGESER_VERSION_MAJOR * 10000 + EDGESER_VERSION_MINOR * 100 + EDGESER_VERSION_PATCH)
+#define EDGESER_STRINGIFY_(x) #x
+#define EDGESER_XSTRINGIFY_(x) EDGESER_STRINGIFY_(x)
+#define EDGESER_VERSION_STRING \
+    EDGESER_XSTRINGIFY_(EDGESER_VERSION_MAJOR) "." EDGESER_XSTRINGIFY_(EDGESER_VERSION_MINOR) \
+    "." EDGESER_XSTRINGIFY_(EDGESER_VERSION_PATCH)
 
 /* The model rate: every resampler produces 16 kHz mono. */
 #define EDGESER_TARGET_RATE_HZ 16000u
@@ -70,7 +94,10 @@ typedef enum edgeser_status {
 } edgeser_status;
 
 EDGESER_API const char *edgeser_strerror(edgeser_status status);
+/* Version of the loaded library: "major.minor.patch", and major*10000 + minor*100 + patch.
+ * Compare with EDGESER_VERSION_MAJOR / EDGESER_VERSION_NUMBER (see Conventions). */
 EDGESER_API const char *edgeser_version(void);
+EDGESER_API unsigned edgeser_version_number(void);
 
 /* ---------------------------------------------------------------- PCM conversion ------ */
 
