@@ -69,8 +69,10 @@ def main() -> None:
         child(args.bundle, args.child, args.rounds, args.threads, args.batch)
         return
     print(machine_report(), flush=True)
-    manifest = json.loads((Path(args.bundle) / "manifest.json").read_text())
-    weights_mb = sum(f["bytes"] for f in manifest["files"].values()) / 2**20
+    from edgeser import bundle as bundles
+
+    manifest = bundles.load(args.bundle).manifest
+    weights_mb = sum(f.bytes for f in manifest.files.values()) / 2**20
     rows = []
     for setting in SETTINGS:
         out = subprocess.run([sys.executable, __file__, args.bundle, "--child", setting,
@@ -90,8 +92,8 @@ def main() -> None:
     print(table)
     if args.write_results:
         body = (f"Command: `python benchmarks/detect_memory.py BUNDLE --rounds {args.rounds} "
-                f"--threads {args.threads} --batch {args.batch}` on `{manifest['model_id']}` "
-                f"({manifest.get('quantization', {}).get('recipe', 'fp32')}, bundle files "
+                f"--threads {args.threads} --batch {args.batch}` on `{manifest.model_id}` "
+                f"({manifest.quantization.describe()}, bundle files "
                 f"{weights_mb:.0f} MB). Windows per round (s): {', '.join(map(str, LENGTHS_S))}, "
                 f"batch {args.batch}, one fresh process per setting. Memory does not depend on "
                 "the weights' values: the full-size reference architecture with random weights "

@@ -288,19 +288,15 @@ def bundle_info(spec: str) -> tuple:
     if not sep or not name or not path:
         raise SystemExit(f"--bundle wants NAME=PATH, got {spec!r}")
     b = bundles.load(path)
-    q = b.manifest.get("quantization") or {}
-    method = q.get("method", "none")
-    precision = "fp32" if method == "none" else str(q.get("weights") or "quantized")
-    return name, b, precision
+    return name, b, b.manifest.quantization.precision
 
 
 def bundle_settings(b, threads_text: str = "T") -> str:
     from edgeser.inference import SessionSettings
 
-    q = b.manifest.get("quantization") or {}
     described = SessionSettings(threads=1).describe().replace("threads=1", f"threads={threads_text}")
     return (f"edgeser.inference.Session({described}); intra_op threads T, inter_op 1, "
-            f"ORT_ENABLE_ALL, sequential; quantization {q.get('recipe', q.get('method', 'none'))}")
+            f"ORT_ENABLE_ALL, sequential; quantization {b.manifest.quantization.describe()}")
 
 
 # --------------------------------------------------------------------------------------------

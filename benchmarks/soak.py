@@ -136,12 +136,14 @@ def main() -> None:
     r = soak(args.bundle, args.hours, args.sample_every_s, args.warmup_s)
     print(json.dumps({k: v for k, v in r.items() if k != "rss_trace_mb"}, indent=2))
     rss, fds = r["rss_after_warmup_mb"], r["fds_after_warmup"]
-    manifest = json.loads((Path(args.bundle) / "manifest.json").read_text())
+    from edgeser import bundle as bundles
+
+    manifest = bundles.load(args.bundle).manifest
     body = (
         f"Command: `python benchmarks/soak.py BUNDLE --hours {args.hours:g} --sample-every-s "
-        f"{args.sample_every_s:g} --warmup-s {args.warmup_s:g}` with `{manifest['model_id']}` "
-        f"({manifest['task']}, {manifest.get('quantization', {}).get('recipe', 'fp32')}, window "
-        f"{manifest['window_s']:g} s, hop {manifest['hop_s']:g} s). Generated 48 kHz s16 audio read "
+        f"{args.sample_every_s:g} --warmup-s {args.warmup_s:g}` with `{manifest.model_id}` "
+        f"({manifest.task}, {manifest.quantization.describe()}, window "
+        f"{manifest.window_s:g} s, hop {manifest.hop_s:g} s). Generated 48 kHz s16 audio read "
         "through `edgeser.pcmstream` in 0.1 s chunks into one detection stream.\n\n"
         f"- audio streamed: {r['audio_s'] / 3600:.2f} h in {r['wall_s'] / 60:.1f} min "
         f"({r['speed_x_real_time']:.1f}x real time); {r['windows']} windows "

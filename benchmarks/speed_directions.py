@@ -168,8 +168,10 @@ def main() -> None:
                         f"{r['session_s'] + r['first_s']:.2f} | {r['steady_ms']:.0f} | "
                         f"{r['rss_session'] - r['rss_imports']:.0f} | {r['peak']:.0f} |")
             print(rows[-1], flush=True)
-    manifest = json.loads((Path(args.bundle) / "manifest.json").read_text())
-    weights_mb = manifest["files"]["model.onnx"]["bytes"] / 2**20
+    from edgeser import bundle as bundles
+
+    manifest = bundles.load(args.bundle).manifest
+    weights_mb = manifest.files["model.onnx"].bytes / 2**20
     variants_table = ("| session variant | session s | first 3 s window s | cold start s | "
                       "steady ms | RSS session - imports MB | peak MB |\n"
                       "|---|---:|---:|---:|---:|---:|---:|\n" + "\n".join(rows))
@@ -177,7 +179,7 @@ def main() -> None:
     if args.write_results:
         body = (f"Command: `python benchmarks/speed_directions.py INT8_BUNDLE --threads "
                 f"{args.threads}` on the full-size reference architecture's default INT8 bundle "
-                f"({manifest.get('quantization', {}).get('recipe')}, graph {weights_mb:.0f} MiB; "
+                f"({manifest.quantization.describe()}, graph {weights_mb:.0f} MiB; "
                 "random weights). Profile: ONNX Runtime's node profiler, "
                 f"{PROFILE_RUNS} windows of 3 s after one warm-up (profiling adds some overhead).\n\n"
                 f"{table}\n\nMatMulNBits (the transformer's {TRANSFORMER_MATMUL_GMAC:.1f} GMAC of "

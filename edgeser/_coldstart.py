@@ -1,15 +1,17 @@
 """Cold start of a detection session, timed in a fresh interpreter (run by ``edgeser.bench``).
 
-Argument: one JSON object with ``bundle``, ``providers``, ``provider_options``, ``threads`` and
-``window_s``. Prints one JSON line: seconds for imports, session creation and the first inference,
-and resident memory (MB) after imports, after session creation and at peak. Imports are what a
-service needs to run a bundle: ONNX Runtime, NumPy and edgeser's runtime (detector, frontend,
-decoder).
+Argument: one JSON object with ``bundle``, ``graph`` (the ONNX file to run: a TensorRT engine's
+context model, or null for the bundle's graph), ``providers``, ``provider_options``, ``threads``
+and ``window_s``. Prints one JSON line: seconds for imports, session creation and the first
+inference, and resident memory (MB) after imports, after session creation and at peak. Imports
+are what a service needs to run a bundle: ONNX Runtime, NumPy and edgeser's runtime (detector,
+frontend, decoder).
 """
 
 import json
 import sys
 import time
+from edgeser.contract import SAMPLE_RATE_HZ
 
 
 def main() -> None:
@@ -28,11 +30,12 @@ def main() -> None:
     start = time.perf_counter()
     session = Session(bundles.load(request["bundle"]), SessionSettings(
         threads=request["threads"], providers=tuple(request["providers"]),
-        provider_options=tuple(request["provider_options"])))
+        provider_options=tuple(request["provider_options"])),
+        graph=request.get("graph"))  # a TensorRT engine's context model, else the ONNX graph
     session_s = time.perf_counter() - start
     rss_session = rss_mb()
     x = np.random.default_rng(0).standard_normal(
-        (1, int(round(request["window_s"] * 16000)))).astype(np.float32)
+        (1, int(round(request["window_s"] * SAMPLE_RATE_HZ)))).astype(np.float32)
     start = time.perf_counter()
     session.run(x)
     first_s = time.perf_counter() - start

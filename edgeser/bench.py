@@ -39,6 +39,7 @@ from edgeser.devices import Device
 from edgeser.errors import EdgeserError
 from edgeser.inference import Session, SessionSettings
 from edgeser.memory import peak_rss_mb
+from edgeser.contract import SAMPLE_RATE_HZ
 
 __all__ = ["BATCHES", "BenchReport", "ColdStart", "LatencyStats", "WindowBench", "latency_stats",
            "run_bench"]
@@ -193,7 +194,7 @@ def _frontend_ms_per_audio_s(window: int, hop: int) -> float:
             resampler = frontend.Resampler(FRONTEND_RATE_HZ)
             pieces = [resampler.process(audio.mix_to_mono(b)) for b in audio.iter_blocks(path)]
             x16 = np.concatenate(pieces + [resampler.flush()])
-            for w in frontend.windows(len(x16), window / 16000, hop / 16000):
+            for w in frontend.windows(len(x16), window / SAMPLE_RATE_HZ, hop / SAMPLE_RATE_HZ):
                 frontend.normalize(x16[w.start:w.stop])
             best = min(best, time.perf_counter_ns() - start)
     return best / 1e6 / FRONTEND_AUDIO_S
@@ -217,19 +218,21 @@ def bench_window(session: Session, window_s: float, hop_s: float, *, duration_s:
     best = max(by_batch, key=by_batch.get)
     hop = frontend.seconds_to_samples(hop_s, "hop")
     front = _frontend_ms_per_audio_s(window, hop)
-    inference_per_audio_s = latency.p50_ms * 16000 / hop  # one window per hop of new audio
+    inference_per_audio_s = latency.p50_ms * SAMPLE_RATE_HZ / hop  # one window per hop of new audio
     return WindowBench(
-        window_s=window / 16000, latency=latency,
-        real_time_factor=latency.p50_ms / (1000 * window / 16000),
+        window_s=window / SAMPLE_RATE_HZ, latency=latency,
+        real_time_factor=latency.p50_ms / (1000 * window / SAMPLE_RATE_HZ),
         windows_per_s=by_batch[1], best_batch=best, best_windows_per_s=by_batch[best],
         windows_per_s_by_batch=by_batch, frontend_ms_per_audio_s=front,
         frontend_share=front / (front + inference_per_audio_s),
     )
 
 
-def cold_start(bundle_dir: Path, device: Device, threads: int, window_s: float) -> ColdStart:
+def cold_start(bundle_dir: Path, device: Device, threads: int, window_s: float,
+               graph: Path | None = None) -> ColdStart:
     """Run ``edgeser._coldstart`` in a fresh interpreter and read its figures."""
-    request = json.dumps({"bundle": str(bundle_dir), "providers": list(device.providers),
+    request = json.dumps({"bundle": str(bundle_dir), "graph": graph and str(graph),
+                          "providers": list(device.providers),
                           "provider_options": list(device.provider_options), "threads": threads,
                           "window_s": window_s})
     done = subprocess.run([sys.executable, "-m", "edgeser._coldstart", request],
@@ -244,17 +247,22 @@ def run_bench(bundle_dir: str | os.PathLike, device: Device, *, threads: int,
               windows_s: tuple[float, ...] | None = None, duration_s: float | None = 10.0,
               runs: int | None = None, batches: tuple[int, ...] = BATCHES,
               with_cold_start: bool = True,
-              progress: Callable[[str], None] = lambda message: None) -> BenchReport:
+              progress: Callable[[str], None] = lambda message: None,
+              fallback: bool = False) -> BenchReport:
     """Benchmark a bundle on ``device``: per window length (default: the bundle's), then the
-    cold start in a fresh process."""
-    from edgeser.detector import bundle_precision
+    cold start in a fresh process. tensorrt/jetson run the bundle's engine for this GPU
+    (:func:`edgeser.engines.prepare`; ``fallback`` runs the ONNX graph where there is none)."""
+    from edgeser import engines
 
     model = bundles.load(bundle_dir)
-    graph = model.graph_path("full")
+    longest = max(frontend.seconds_to_samples(w, "window") for w in windows_s or (model.window_s,))
+    choice = engines.prepare(model, device, fallback=fallback, batch=max(batches),
+                             samples=longest)
+    device = choice.device
     settings = SessionSettings(threads=threads, providers=device.providers,
                                provider_options=device.provider_options)
     progress("creating the session")
-    session = Session(model, settings)
+    session = Session(model, settings, graph=choice.graph)
     results = []
     for window_s in windows_s or (model.window_s,):
         progress(f"window {window_s:g} s")
@@ -263,10 +271,11 @@ def run_bench(bundle_dir: str | os.PathLike, device: Device, *, threads: int,
     cold = None
     if with_cold_start:
         progress("cold start in a fresh process")
-        cold = cold_start(model.path, device, threads, (windows_s or (model.window_s,))[0])
+        cold = cold_start(model.path, device, threads, (windows_s or (model.window_s,))[0],
+                          graph=choice.graph)
     return BenchReport(
-        bundle=str(model.path), model_id=model.model_id, precision=bundle_precision(model),
-        model_bytes=graph.stat().st_size, device=device.label(), requested=device.requested,
+        bundle=str(model.path), model_id=model.model_id, precision=choice.precision,
+        model_bytes=choice.bytes, device=device.label(), requested=device.requested,
         providers=tuple(session.providers), fallback=device.fallback, threads=threads,
         windows=tuple(results), cold_start=cold, peak_rss_mb=peak_rss_mb(),
         machine=machine_info(device),

@@ -18,15 +18,18 @@ belongs to one thread at a time.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from edgeser import audio, bundle as bundles, devices, frontend
+from edgeser import audio, bundle as bundles, devices, engines, frontend
+from edgeser.contract import SAMPLE_RATE_HZ
 from edgeser.errors import BundleError, DetectionError
 from edgeser.events import EventSettings, EventTracker
 from edgeser.inference import Session, SessionSettings, default_threads
@@ -35,7 +38,7 @@ from edgeser.scoring import Scorer
 from edgeser.streaming import DetectionStream, StreamConfig
 
 __all__ = ["DEFAULT_MODEL_ID", "DEFAULT_REVISION", "DetectionOptions", "Detector",
-           "bundle_precision", "default_bundle_path"]
+           "default_bundle_path"]
 
 DEFAULT_MODEL_ID = "audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim"
 DEFAULT_REVISION = "main"
@@ -46,11 +49,6 @@ DEFAULT_BATCH_SIZE = 8
 # joining separate laughs. No minimum duration by default: the shortest event is one window.
 DEFAULT_MERGE_GAP_S = 0.5
 DEFAULT_MIN_DURATION_S = 0.0
-
-
-def bundle_precision(model: bundles.Bundle) -> str:
-    """``fp32``, ``fp16`` or ``int8``: the precision of the bundle's weights."""
-    return model.manifest.get("quantization", {}).get("weights", "fp32")
 
 
 def default_bundle_path() -> Path:
@@ -93,14 +91,7 @@ class Detector:
     def __init__(self, model: bundles.Bundle, options: DetectionOptions = DetectionOptions()):
         self.bundle = model
         self.options = options
-        mode = model.manifest["normalization"]["mode"]
-        if mode not in ("per-window", "in-graph", "none"):
-            raise BundleError(
-                f"model bundle {model.path}: asks for {mode} normalisation, which this runtime "
-                "does not implement (it normalises per window, or feeds raw samples where the "
-                "checkpoint or the graph says so)."
-            )
-        self._normalize = mode == "per-window"
+        self._normalize = model.manifest.normalization.per_window
         self._window, self._hop = self._window_hop(options)
         if isinstance(options.batch_size, bool) or not isinstance(options.batch_size, int) \
                 or options.batch_size < 1:
@@ -108,15 +99,19 @@ class Detector:
         self._events = self._event_settings(options)
         self._silence_dbfs = model.silence_dbfs if options.silence_dbfs is None \
             else float(options.silence_dbfs)
-        self.scorer = Scorer(model.labels, model.manifest["outputs"]["logits"]["kind"])
+        self.scorer = Scorer(model.labels, model.manifest.logits.kind)
         threads = default_threads() if options.threads is None else options.threads
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise DetectionError(f"threads must be a positive integer, got {threads!r}.")
-        self.device = devices.resolve_device(options.device, fallback=options.fallback,
-                                             precision=bundle_precision(model))
+        # tensorrt/jetson run the bundle's engine for this GPU (built once on first use).
+        self.engine = engines.prepare(
+            model, devices.resolve_device(options.device, fallback=options.fallback),
+            fallback=options.fallback, batch=options.batch_size, samples=self._window)
+        self.device = self.engine.device
         self.session = Session(model, SessionSettings(
             threads=threads, providers=self.device.providers,
-            provider_options=self.device.provider_options, arena=options.arena))
+            provider_options=self.device.provider_options, arena=options.arena),
+            graph=self.engine.graph)
 
     @classmethod
     def load(cls, path: str | os.PathLike | bundles.Bundle | None = None, *,
@@ -150,10 +145,10 @@ class Detector:
         except frontend.FrontendError as err:
             raise DetectionError(f"{err}.") from None
         if hop > window:
-            raise DetectionError(f"the hop ({hop / 16000:g} s) must not be longer than the window "
-                                 f"({window / 16000:g} s).")
+            raise DetectionError(f"the hop ({hop / SAMPLE_RATE_HZ:g} s) must not be longer than the window "
+                                 f"({window / SAMPLE_RATE_HZ:g} s).")
         if window < self.bundle.min_samples:
-            raise DetectionError(f"the window ({window / 16000:g} s) is shorter than the model's "
+            raise DetectionError(f"the window ({window / SAMPLE_RATE_HZ:g} s) is shorter than the model's "
                                  f"{self.bundle.min_samples}-sample receptive field.")
         return window, hop
 
@@ -188,16 +183,16 @@ class Detector:
                 raise DetectionError(f"the {what} must be a non-negative number of seconds, "
                                      f"got {value!r}.")
         return EventSettings(self.bundle.positive_label, threshold,
-                             round(options.min_duration_s * 16000),
-                             round(options.merge_gap_s * 16000))
+                             round(options.min_duration_s * SAMPLE_RATE_HZ),
+                             round(options.merge_gap_s * SAMPLE_RATE_HZ))
 
     @property
     def window_s(self) -> float:
-        return self._window / 16000
+        return self._window / SAMPLE_RATE_HZ
 
     @property
     def hop_s(self) -> float:
-        return self._hop / 16000
+        return self._hop / SAMPLE_RATE_HZ
 
     @property
     def threshold(self) -> float | None:
@@ -231,10 +226,37 @@ class Detector:
             new_tracker=(lambda: EventTracker(events)) if events else (lambda: None),
         )
 
+    # Settings that change how audio is cut and events are formed, never the session.
+    STREAM_SETTINGS = ("window_s", "hop_s", "silence_dbfs", "threshold", "operating_point",
+                       "min_duration_s", "merge_gap_s")
+
+    def with_settings(self, **settings: Any) -> "Detector":
+        """A detector sharing this one's model and session, with other stream settings
+        (:attr:`STREAM_SETTINGS`, fields of :class:`DetectionOptions`), validated exactly as
+        :meth:`load` validates them (same errors)."""
+        unknown = sorted(set(settings) - set(self.STREAM_SETTINGS))
+        if unknown:
+            raise TypeError(f"not stream settings: {', '.join(unknown)}")
+        if not settings:
+            return self
+        options = dataclasses.replace(self.options, **settings)
+        view = copy.copy(self)
+        view.options = options
+        view._window, view._hop = view._window_hop(options)
+        view._events = view._event_settings(options)
+        view._silence_dbfs = (self.bundle.silence_dbfs if options.silence_dbfs is None
+                              else float(options.silence_dbfs))
+        return view
+
     def stream(self, rate_hz: int, channels: int = 1, *, source: str = "<stream>",
-               live: bool = True) -> DetectionStream:
-        """A live stream at ``rate_hz``: windows are inferred as soon as they are complete."""
-        return DetectionStream(self._config(), rate_hz, channels, source=source, live=live)
+               live: bool = True, run: Callable | None = None) -> DetectionStream:
+        """A live stream at ``rate_hz``: windows are inferred as soon as they are complete.
+        ``run`` replaces the session's inference call (``batch -> (logits, embedding)``), e.g. by
+        a scheduler that batches windows of several streams into one call."""
+        config = self._config()
+        if run is not None:
+            config = dataclasses.replace(config, run=run)
+        return DetectionStream(config, rate_hz, channels, source=source, live=live)
 
     def detect(self, samples: object, rate_hz: int, *, source: str = "<array>") -> DetectionResult:
         """Detect in a whole signal: mono 1-D or ``(frames, channels)`` samples at ``rate_hz``."""

@@ -7,8 +7,9 @@ CPU, inside the same session).
 
 - ``cpu``: CPU only.
 - ``cuda``: CUDA, then CPU.
-- ``tensorrt``: TensorRT, then CUDA, then CPU; engines and timing caches are kept under
-  ``edgeser_home()/trt-cache`` (or ``cache_dir``) so only the first session builds them.
+- ``tensorrt``: TensorRT, then CUDA, then CPU. Sessions run the bundle's TensorRT engine for
+  this GPU through its context model (:func:`edgeser.engines.prepare` chooses it, or builds it
+  once into the bundle); the providers never build engines of their own.
 - ``jetson``: the TensorRT profile on a detected NVIDIA Jetson, with the board's state
   (:class:`JetsonInfo`: L4T release, power mode, CPU and GPU clocks) for every report line,
   since a Jetson's speed depends on its power mode as much as on the model.
@@ -47,7 +48,6 @@ __all__ = [
 ]
 
 DEVICES = ("cpu", "cuda", "tensorrt", "jetson")
-PRECISIONS = ("fp32", "fp16", "int8")
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -299,37 +299,18 @@ class Device:
 
 def default_device(available: Sequence[str], jetson: JetsonInfo | None) -> str:
     """What ``auto`` means: ``jetson`` on a Jetson, ``cuda`` where ONNX Runtime has CUDA, else
-    ``cpu``. (Not ``tensorrt``: its first session builds engines for minutes.)"""
+    ``cpu``. (Not ``tensorrt`` on other machines; and ``auto`` runs an engine only where the
+    bundle already has one for this device: it never builds one, see
+    :func:`edgeser.engines.prepare`.)"""
     if jetson is not None:
         return "jetson"
     return "cuda" if CUDA in available else "cpu"
 
 
-def _tensorrt_options(precision: str, cache_dir: Path | None) -> dict:
-    if cache_dir is None:
-        from edgeser.bundle.locations import edgeser_home
-
-        cache_dir = edgeser_home() / "trt-cache"
-    cache = str(cache_dir)
-    return {
-        "device_id": 0,
-        # FP16 for fp16 graphs, and for INT8 ones so the layers left unquantized run in FP16.
-        # No trt_int8_enable: edgeser's INT8 graphs are QDQ (explicitly quantized), which
-        # TensorRT runs as INT8 from the graph's own scales; that flag is for implicit
-        # quantization with a calibration table.
-        "trt_fp16_enable": precision in ("fp16", "int8"),
-        "trt_engine_cache_enable": True,
-        "trt_engine_cache_path": cache,
-        "trt_timing_cache_enable": True,
-        # Without a path, ONNX Runtime writes the timing cache to the working directory.
-        "trt_timing_cache_path": cache,
-    }
-
-
-def _options(name: str, precision: str, cache_dir: Path | None) -> dict[str, dict]:
+def _options(name: str) -> dict[str, dict]:
     if name in ("tensorrt", "jetson"):
-        return {TENSORRT: _tensorrt_options(precision, cache_dir), CUDA: {"device_id": 0},
-                CPU: {}}
+        # The session loads an engine's context model: nothing to build, nothing to cache.
+        return {TENSORRT: {"device_id": 0}, CUDA: {"device_id": 0}, CPU: {}}
     if name == "cuda":
         return {CUDA: {"device_id": 0}, CPU: {}}
     return {CPU: {}}
@@ -379,8 +360,7 @@ def _available_providers() -> list[str]:
 
 def resolve_device(requested: str | None, *, fallback: bool = False,
                    available: Sequence[str] | None = None, root: Path = Path("/"),
-                   run: Callable = subprocess.run, cache_dir: Path | None = None,
-                   precision: str = "fp16") -> Device:
+                   run: Callable = subprocess.run) -> Device:
     """The :class:`Device` for ``--device requested`` (None or ``auto``: :func:`default_device`).
 
     ``available`` is ONNX Runtime's provider list (default: this onnxruntime's). Raises
@@ -388,16 +368,12 @@ def resolve_device(requested: str | None, *, fallback: bool = False,
     here unless ``fallback``, which walks ``jetson -> tensorrt -> cuda -> cpu`` to the first
     that can (``auto`` walks it too, without a fallback note). Providers of the chosen profile
     that are not available are dropped (TensorRT without CUDA keeps TensorRT and CPU).
-    ``precision`` (the bundle's graph: fp32, fp16 or int8) sets TensorRT's FP16 flag;
-    ``cache_dir`` holds TensorRT's engine and timing caches.
+    Which file a TensorRT session runs is :func:`edgeser.engines.prepare`'s choice.
     """
     wanted = "auto" if requested is None else str(requested).strip().lower()
     if wanted not in DEVICES + ("auto",):
         raise DeviceError(f"unknown device {requested!r}; choose one of {', '.join(DEVICES)} "
                           "(or auto).")
-    if precision not in PRECISIONS:
-        raise DeviceError(f"unknown precision {precision!r}; choose one of "
-                          f"{', '.join(PRECISIONS)}.")
     available = list(_available_providers() if available is None else available)
     jetson = detect_jetson(root, run)
     name = default_device(available, jetson) if wanted == "auto" else wanted
@@ -417,9 +393,7 @@ def resolve_device(requested: str | None, *, fallback: bool = False,
         name = runs
 
     providers = _runnable(name, available)
-    options = _options(name, precision, cache_dir)
-    if TENSORRT in providers:
-        _make_cache_dir(options[TENSORRT]["trt_engine_cache_path"])
+    options = _options(name)
     return Device(
         requested=wanted,
         name=name,
@@ -433,12 +407,3 @@ def resolve_device(requested: str | None, *, fallback: bool = False,
 def _runnable(name: str, available: Sequence[str]) -> tuple[str, ...]:
     """The profile's providers that ``available`` has; CPU always (built into onnxruntime)."""
     return tuple(p for p in PROFILE_PROVIDERS[name] if p == CPU or p in available)
-
-
-def _make_cache_dir(path: str) -> None:
-    # ONNX Runtime creates only the last level of the cache path and fails when its parent is
-    # missing (a fresh ~/.cache/edgeser); an unwritable place shows up at session creation.
-    try:
-        Path(path).mkdir(parents=True, exist_ok=True)
-    except OSError:
-        pass

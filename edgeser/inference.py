@@ -18,14 +18,17 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from edgeser.bundle.manifest import INPUT_NAME, OUTPUT_NAMES, Bundle
+from edgeser.contract import INPUT_NAME, OUTPUT_NAMES
 from edgeser.errors import BundleError
 
-__all__ = ["Session", "SessionSettings", "default_threads"]
+if TYPE_CHECKING:  # the runtime needs only the bundle's path and graph
+    from edgeser.bundle import Bundle
+
+__all__ = ["Session", "SessionSettings", "create_session", "default_threads"]
 
 
 def default_threads() -> int:
@@ -59,10 +62,25 @@ def _first_line(err: Exception) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-class Session:
-    """One ONNX Runtime session on ``bundle``'s full graph."""
+def create_session(path: str, sess_options: Any, providers: list[str],
+                   provider_options: list[dict]) -> Any:
+    """``onnxruntime.InferenceSession`` on the ONNX file ``path``: the one place sessions are
+    made (running a bundle, and building a TensorRT engine, see :mod:`edgeser.engines`), so
+    tests can stand in for providers this machine lacks."""
+    import onnxruntime as ort
 
-    def __init__(self, bundle: Bundle, settings: SessionSettings):
+    return ort.InferenceSession(path, sess_options=sess_options, providers=providers,
+                                provider_options=provider_options)
+
+
+class Session:
+    """One ONNX Runtime session on ``bundle``'s full graph, or on ``graph`` (a TensorRT
+    engine's context model in the bundle, see :func:`edgeser.engines.prepare`).
+    ``session_factory`` defaults to :func:`create_session`."""
+
+    def __init__(self, bundle: "Bundle", settings: SessionSettings, *,
+                 graph: str | os.PathLike | None = None,
+                 session_factory: Callable[..., Any] | None = None):
         import onnxruntime as ort
 
         if settings.threads < 1:
@@ -71,7 +89,8 @@ class Session:
             raise ValueError("provider_options must hold one dict per provider")
         self.bundle = bundle
         self.settings = settings
-        graph: Path = bundle.graph_path("full")
+        graph = Path(bundle.graph_path("full") if graph is None else graph)
+        self.graph = graph
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = settings.threads
@@ -80,11 +99,10 @@ class Session:
         options.enable_cpu_mem_arena = settings.arena
         options.enable_mem_pattern = settings.memory_pattern
         options.log_severity_level = 3
+        factory = create_session if session_factory is None else session_factory
         try:
-            self._session = ort.InferenceSession(
-                str(graph), sess_options=options, providers=list(settings.providers),
-                provider_options=[dict(o) for o in settings.provider_options],
-            )
+            self._session = factory(str(graph), options, list(settings.providers),
+                                    [dict(o) for o in settings.provider_options])
         except Exception as err:  # ONNX Runtime raises its own pybind exception types
             raise BundleError(
                 f"model bundle {bundle.path}: ONNX Runtime cannot load {graph.name} "
@@ -97,8 +115,8 @@ class Session:
         outputs = {o.name for o in self._session.get_outputs()}
         if INPUT_NAME not in inputs or not set(OUTPUT_NAMES) <= outputs:
             raise BundleError(
-                f"model bundle {self.bundle.path}: the full graph must take {INPUT_NAME} and give "
-                f"{' and '.join(OUTPUT_NAMES)} (it takes {sorted(inputs)} and gives "
+                f"model bundle {self.bundle.path}: {self.graph.name} must take {INPUT_NAME} and "
+                f"give {' and '.join(OUTPUT_NAMES)} (it takes {sorted(inputs)} and gives "
                 f"{sorted(outputs)})."
             )
 

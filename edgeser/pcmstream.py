@@ -40,12 +40,11 @@ import numpy as np
 
 from edgeser import frontend
 from edgeser.audio import MAX_CHANNELS, MAX_RATE_HZ, MIN_RATE_HZ
+from edgeser.contract import SAMPLE_FORMAT_BYTES, SAMPLE_FORMATS
 from edgeser.errors import AudioError, FrontendError
 
 __all__ = ["SAMPLE_FORMATS", "PcmFormat", "PcmStream", "open_pcm_stream"]
 
-SAMPLE_FORMATS = ("u8", "s16", "s24", "s32", "f32", "f64")
-_SAMPLE_BYTES = {"u8": 1, "s16": 2, "s24": 3, "s32": 4, "f32": 4, "f64": 8}
 
 # Largest single read: bounds the buffer a read preallocates (BufferedReader.read1(n) allocates n
 # bytes up front) when a caller asks for very large chunks.
@@ -84,7 +83,7 @@ class PcmFormat:
     @property
     def sample_bytes(self) -> int:
         """Bytes of one sample of one channel."""
-        return _SAMPLE_BYTES[self.sample_format]
+        return SAMPLE_FORMAT_BYTES[self.sample_format]
 
     @property
     def frame_bytes(self) -> int:

@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-SAMPLE_RATE_HZ = 16_000
+from edgeser.contract import SAMPLE_RATE_HZ
+
 # Version of the result records (JSON / JSONL / CSV columns); bumped on any incompatible change.
 RESULT_SCHEMA_VERSION = 1
 

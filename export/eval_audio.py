@@ -20,6 +20,7 @@ import numpy as np
 from edgeser import audio
 from edgeser import frontend as fe
 from edgeser.errors import AudioError, ExportError
+from edgeser.contract import SAMPLE_RATE_HZ
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3")
 SENTENCES = (
@@ -119,7 +120,7 @@ def _espeak_speech(seconds: float, sentences: tuple, seed: int) -> np.ndarray | 
     parts, total = [], 0
     with tempfile.TemporaryDirectory() as scratch:
         k = 0
-        while total < seconds * 16000:
+        while total < seconds * SAMPLE_RATE_HZ:
             wav = Path(scratch) / f"{k}.wav"
             try:
                 _espeak(sentences[k % len(sentences)], VOICES[k % len(VOICES)],
@@ -141,7 +142,7 @@ _FORMANT_BANDWIDTH_HZ = 90.0
 _RESONATOR_TAPS = 2048
 
 
-def resonator_response(centre_hz: float, rate_hz: int = 16000) -> np.ndarray:
+def resonator_response(centre_hz: float, rate_hz: int = SAMPLE_RATE_HZ) -> np.ndarray:
     """Impulse response of ``y[n] = (1-r) x[n] + 2 r cos(w) y[n-1] - r^2 y[n-2]``."""
     r = np.exp(-np.pi * _FORMANT_BANDWIDTH_HZ / rate_hz)
     w = 2 * np.pi * centre_hz / rate_hz
@@ -164,7 +165,7 @@ def _formant_vowels(seconds: float, seed: int) -> np.ndarray:
     for _ in range(int(seconds / 0.6) + 1):
         n = int(rng.integers(3200, 12000))
         f0 = rng.uniform(90, 260) * (1 + 0.2 * np.sin(np.linspace(0, rng.uniform(1, 6), n)))
-        phase = np.cumsum(f0 / 16000)
+        phase = np.cumsum(f0 / SAMPLE_RATE_HZ)
         source = (np.diff(np.floor(phase), prepend=0) > 0).astype(np.float64)
         source += 0.02 * rng.standard_normal(n)
         voiced = source

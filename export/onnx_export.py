@@ -10,10 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeser.errors import ExportError
-
-OPSET = 17
-INPUT = "input_values"
-OUTPUTS = ("logits", "embedding")
+from edgeser.contract import EMBEDDING_NAME, INPUT_NAME, LOGITS_NAME, OPSET, OUTPUT_NAMES, SAMPLE_RATE_HZ
 
 
 def fold_weight_norm(module) -> int:
@@ -36,14 +33,14 @@ def export(module, path: Path) -> None:
     import torch
 
     fold_weight_norm(module)
-    example = torch.zeros(1, 16000)
+    example = torch.zeros(1, SAMPLE_RATE_HZ)
     with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
         warnings.simplefilter("ignore")  # tracer chatter about shape-dependent Python values
         torch.onnx.export(
             module, (example,), str(path), dynamo=False, opset_version=OPSET,
-            input_names=[INPUT], output_names=list(OUTPUTS),
-            dynamic_axes={INPUT: {0: "batch", 1: "samples"}, "logits": {0: "batch"},
-                          "embedding": {0: "batch"}},
+            input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+            dynamic_axes={INPUT_NAME: {0: "batch", 1: "samples"}, LOGITS_NAME: {0: "batch"},
+                          EMBEDDING_NAME: {0: "batch"}},
             do_constant_folding=True,
         )
     model = onnx.load(str(path))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeser import __version__, bundle
+from edgeser import __version__, bundle, contract
 from edgeser import frontend as fe
 from edgeser.errors import ExportError
 from edgeser.export import (checkpoint, eval_audio, families, onnx_export, parity, preprocessing,
@@ -24,7 +24,6 @@ from edgeser.export import tensorrt as engines
 from edgeser.export import source as sources
 from edgeser.export import weights
 
-TASKS = ("emotion-dimensional", "emotion-categorical", "emotion-prototypes", "laughter")
 # Emotion: utterance-length windows (the models were trained on utterances of a few seconds);
 # a 1 s hop gives a value per second. Laughter: bouts last 0.5-2 s, so 1 s windows with a
 # 0.2 s hop place event edges to a fifth of a second. Both are whole model frames (320 samples),
@@ -99,8 +98,8 @@ def _check_options(o: ExportOptions) -> None:
         raise ExportError(f"--quantize {o.quantize} is not one of {', '.join(QUANTIZE)}.")
     if o.recipe is not None and o.recipe not in quantize.RECIPES:
         raise ExportError(f"unknown recipe {o.recipe!r}; choose one of {', '.join(quantize.RECIPES)}.")
-    if o.task is not None and o.task not in TASKS:
-        raise ExportError(f"unknown task {o.task!r}; choose one of {', '.join(TASKS)}.")
+    if o.task is not None and o.task not in contract.TASKS:
+        raise ExportError(f"unknown task {o.task!r}; choose one of {', '.join(contract.TASKS)}.")
     for name, threshold in o.operating_points:
         if not 0.0 < threshold < 1.0:
             raise ExportError(f"operating point {name}={threshold} must be a threshold between 0 and 1.")
@@ -108,9 +107,6 @@ def _check_options(o: ExportOptions) -> None:
         raise ExportError("--eval-windows must be at least 1.")
     if o.engine not in (None, "tensorrt"):
         raise ExportError(f"--engine {o.engine} is not available; the engine is tensorrt.")
-    if o.engine and o.quantize not in engines.PRECISIONS:
-        raise ExportError("--engine tensorrt needs --quantize fp16 or int8 (TensorRT runs "
-                          "reduced precision; FP32 bundles run the ONNX graph).")
     # TensorRT has no blockwise or dynamic INT8: without --recipe an engine export uses the
     # static preset; an explicit non-static recipe is a contradiction.
     if (o.engine and o.quantize == "int8" and o.recipe is not None
@@ -164,8 +160,8 @@ def _onnx_forward(path: Path):
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def forward(batch: np.ndarray):
-        logits, embedding = session.run(["logits", "embedding"],
-                                        {"input_values": np.ascontiguousarray(batch, np.float32)})
+        logits, embedding = session.run(list(contract.OUTPUT_NAMES), {
+            contract.INPUT_NAME: np.ascontiguousarray(batch, np.float32)})
         return logits, embedding
 
     return forward
@@ -184,7 +180,8 @@ def _reference_windows(eval_set) -> list:
     """A full window of evaluation audio, a one-second excerpt, and one second of silence."""
     first = eval_set.windows[0]
     later = eval_set.windows[len(eval_set) // 2]
-    return [first, later[: min(len(later), 16000)], np.zeros(16000, np.float32)]
+    second = contract.SAMPLE_RATE_HZ
+    return [first, later[: min(len(later), second)], np.zeros(second, np.float32)]
 
 
 def _tool_versions() -> dict:
@@ -201,11 +198,14 @@ def _tool_versions() -> dict:
 def _compress(options, fp32_graph, graph, eval_set, reference, labels, logits_kind,
               window_s, hop_s, prepare, label, progress):
     """Quantize the FP32 graph into ``graph``, measure parity against PyTorch FP32 and apply
-    the gate; returns (manifest recipe record, metrics)."""
+    the gate; returns (the manifest's Quantization, metrics). The preset recorded is the one
+    the user chose (``--recipe``), so it reproduces the bundle."""
+    preset = None
     if options.quantize == "fp16":
         recipe = quantize.Recipe.fp16()
     else:
-        recipe = quantize.RECIPES[options.recipe or quantize.DEFAULT_RECIPE]()
+        preset = options.recipe or quantize.DEFAULT_RECIPE
+        recipe = quantize.RECIPES[preset]()
         if options.engine:
             recipe = engines.engine_recipe(recipe)  # TensorRT needs symmetric activations
     calibration = None
@@ -245,6 +245,7 @@ def _compress(options, fp32_graph, graph, eval_set, reference, labels, logits_ki
     if calibration is not None:
         calibration_record = {"audio": calibration.description, "windows": len(calibration)}
     record = recipe.manifest(calibration_record, kept)
+    weights = record.pop("weights")
     if mixed is not None:
         record["mixed_precision"] = {
             "float_groups": list(mixed.float_groups), "target": sensitivity.TARGET_CCC
@@ -252,7 +253,8 @@ def _compress(options, fp32_graph, graph, eval_set, reference, labels, logits_ki
             "calibration_score_all_int8": mixed.baseline_score,
             "calibration_score": mixed.final_score, "met_target": mixed.met_target,
             "sensitivity": mixed.sensitivity}
-    return record, metrics
+    method = record.pop("method")
+    return bundle.Quantization(weights, method, preset, record), metrics
 
 
 def export_model(options: ExportOptions, progress: Progress | None = None) -> ExportResult:
@@ -335,19 +337,12 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
                 f"{label}: the FP32 ONNX graph differs from PyTorch by {worst:.2e} (max abs), "
                 f"more than {parity.FP32_ATOL:g}; nothing was written."
             )
-        recipe_record = {"method": "none", "recipe": "fp32"}
+        quantization = bundle.Quantization("fp32", "none", None, {"recipe": "fp32"})
         if options.quantize != "none":
-            recipe_record, metrics = _compress(options, fp32_graph, graph, eval_set, reference,
+            quantization, metrics = _compress(options, fp32_graph, graph, eval_set, reference,
                                                labels, built.logits_kind, window_s, hop_s,
                                                prep.window, label, progress)
         onnx_forward = _onnx_forward(graph)
-        engine_records = []
-        if options.engine:  # fp16: TensorRT reduces the FP32 graph itself; int8: the QDQ graph
-            progress.start(f"building the TensorRT {options.quantize} engine")
-            engine_records.append(engines.build_for_bundle(
-                fp32_graph if options.quantize == "fp16" else graph, stage.path,
-                precision=options.quantize, window_s=window_s))
-
         progress.start("writing the bundle")
         ref_windows = _reference_windows(eval_set)
         arrays = {}
@@ -357,46 +352,49 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
                            f"logits_{i}": logits, f"embedding_{i}": embedding})
         np.savez(stage.path / "reference.npz", **arrays)
         sample_logits = arrays["logits_0"]
-        manifest = {
-            "schema_version": bundle.SCHEMA_VERSION,
-            "format": "edgeser-bundle",
-            "model_id": src.model_id,
-            "task": task,
-            "labels": labels,
-            "outputs": {
-                "logits": {"kind": built.logits_kind, "size": int(sample_logits.shape[1]),
-                           "meaning": built.logits_meaning},
-                "embedding": {"size": int(arrays["embedding_0"].shape[1]),
-                              "meaning": built.embedding_meaning},
-            },
-            "sample_rate_hz": 16000,
-            "normalization": {"mode": prep.normalization_mode, "epsilon": 1e-7,
-                              "origin": prep.origin},
-            "window_s": window_s, "hop_s": hop_s, "min_samples": 400,
-            "silence_dbfs": SILENCE_DBFS,
-            **extra,
-            "graphs": [{"file": "model.onnx", "role": "full", "opset": onnx_export.OPSET,
-                        "inputs": {"input_values": ["batch", "samples"]},
-                        "outputs": {"logits": ["batch", int(sample_logits.shape[1])],
-                                    "embedding": ["batch", int(arrays["embedding_0"].shape[1])]}}],
-            "engines": engine_records,
-            "quantization": recipe_record,
-            "pruning": ({"layers_kept": options.layers, "layers_in_checkpoint": layers_in_checkpoint}
-                        if options.layers is not None else None),
-            "source": {"model": options.model if src.kind == "hub" else str(src.directory),
-                       "kind": src.kind, "revision": src.revision, "commit": src.commit,
-                       "architecture": ", ".join(ckpt.config.get("architectures") or []),
-                       "family": family.name,
-                       "weights": [{"file": w.name, "sha256": w.sha256} for w in ckpt.weights]},
-            "parity": {"reference": "pytorch-fp32", "candidate": "onnxruntime-cpu-fp32",
-                       "eval_audio": eval_set.description, **metrics},
-            "reference_windows": {"file": "reference.npz", "count": len(ref_windows),
-                                  "atol": REFERENCE_WINDOWS_ATOL[options.quantize]},
-            "tools": _tool_versions(),
-            "created_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        }
+        manifest = bundle.Manifest(
+            model_id=src.model_id, task=task, labels=tuple(labels),
+            logits=bundle.Logits(built.logits_kind, int(sample_logits.shape[1]),
+                                 built.logits_meaning),
+            embedding=bundle.Embedding(int(arrays["embedding_0"].shape[1]),
+                                       built.embedding_meaning),
+            normalization=bundle.Normalization(prep.normalization_mode, prep.origin),
+            window_s=window_s, hop_s=hop_s, min_samples=contract.MIN_WINDOW_SAMPLES,
+            silence_dbfs=SILENCE_DBFS,
+            operating_points=extra["operating_points"],
+            default_operating_point=extra["default_operating_point"],
+            positive_label=extra["positive_label"],
+            prototypes=None if extra["prototypes"] is None else bundle.Prototypes(
+                tuple(extra["prototypes"]["labels"]),
+                tuple(tuple(row) for row in extra["prototypes"]["vectors"])),
+            graphs=(bundle.Graph(
+                "model.onnx", "full", contract.OPSET,
+                {contract.INPUT_NAME: ["batch", "samples"]},
+                {contract.LOGITS_NAME: ["batch", int(sample_logits.shape[1])],
+                 contract.EMBEDDING_NAME: ["batch", int(arrays["embedding_0"].shape[1])]}),),
+            engines=(),
+            quantization=quantization,
+            pruning=(bundle.Pruning(options.layers, layers_in_checkpoint)
+                     if options.layers is not None else None),
+            source=bundle.Source(
+                model=options.model if src.kind == "hub" else str(src.directory),
+                kind=src.kind, revision=src.revision, commit=src.commit,
+                architecture=", ".join(ckpt.config.get("architectures") or []),
+                family=family.name,
+                weights=tuple(bundle.WeightHash(w.name, w.sha256) for w in ckpt.weights)),
+            parity={"reference": "pytorch-fp32", "candidate": "onnxruntime-cpu-fp32",
+                    "eval_audio": eval_set.description, **metrics},
+            reference_windows=bundle.ReferenceWindows("reference.npz", len(ref_windows),
+                                                      REFERENCE_WINDOWS_ATOL[options.quantize]),
+            tools=_tool_versions(),
+            created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        )
         written = stage.commit(manifest)
-    sizes = {name: info["bytes"] for name, info in written.manifest["files"].items()}
+    if options.engine:  # from the written bundle, as `edgeser engine build` builds it
+        progress.start("building the TensorRT engine (minutes)")
+        engines.build_for_bundle(written.path)
+        written = bundle.load(written.path)
+    sizes = {name: entry.bytes for name, entry in written.manifest.files.items()}
     return ExportResult(written.path, src.model_id, task, family.name, tuple(labels), sizes,
-                        written.manifest["parity"], eval_set.description,
-                        written.manifest["quantization"])
+                        written.manifest.parity, eval_set.description,
+                        written.manifest.quantization)

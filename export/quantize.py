@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeser.errors import ExportError
+from edgeser.contract import INPUT_NAME
 
 # Nodes whose quantization costs most accuracy for little time, kept float by the default:
 # the first conv sees raw samples (a wide dynamic range in one channel); the positional conv is
@@ -96,7 +97,8 @@ class Recipe:
                           block_size=self.extra["block_size"],
                           accuracy_level=self.extra["accuracy_level"])
         if self.method == "static-qdq":
-            record.update(activations="int8", calibration_method=self.calibration,
+            symmetric = ", symmetric" if self.extra.get("ActivationSymmetric") else ""
+            record.update(activations="int8" + symmetric, calibration_method=self.calibration,
                           float_node_patterns=list(self.float_nodes))
             if self.calibration == "percentile":
                 record["percentile"] = self.percentile
@@ -128,7 +130,7 @@ class _Windows:
 
     def get_next(self):
         window = next(self._iter, None)
-        return None if window is None else {"input_values": window[None, :].astype(np.float32)}
+        return None if window is None else {INPUT_NAME: window[None, :].astype(np.float32)}
 
     def rewind(self):  # pragma: no cover - not used by the calibrators we call
         raise NotImplementedError
@@ -240,6 +242,10 @@ RECIPES = {
     # static-minmax, then layers kept float by measured sensitivity until the target is met
     "static-mixed": lambda: Recipe.static(name="static-mixed"),
     "static-minmax": Recipe.static,
+    # Symmetric activations (zero points 0): the static INT8 TensorRT takes, so an INT8 engine
+    # can be built later on the device (`edgeser engine build BUNDLE --precision int8`).
+    "static-symmetric": lambda: replace(Recipe.static(name="static-symmetric"),
+                                        extra={"ActivationSymmetric": True}),
     "static-percentile": lambda: Recipe.static(calibration="percentile"),
     "static-entropy": lambda: Recipe.static(calibration="entropy"),
     "static-matmul": lambda: Recipe.static(ops=("MatMul",)),

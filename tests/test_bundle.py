@@ -18,6 +18,7 @@ import pytest
 from edgeser import bundle as bundles
 from edgeser.bundle import hashing
 from edgeser.errors import BundleError, EdgeserError
+from edgeser.verification import verify
 
 N_LOGITS = 3
 HIDDEN = 4
@@ -266,8 +267,8 @@ def test_graph_and_reference_files_must_be_listed():
 
 
 def test_newer_schema_is_a_problem_saying_upgrade():
-    problems = bundles.validate_manifest(with_files(base_manifest(schema_version=2)))
-    assert "bundle schema 2 is newer than this edgeser supports (1); upgrade edgeser" in problems
+    problems = bundles.validate_manifest(with_files(base_manifest(schema_version=3)))
+    assert "bundle schema 3 is newer than this edgeser supports (2); upgrade edgeser" in problems
 
 
 # ---------------------------------------------------------------- staging and publishing
@@ -278,14 +279,13 @@ def test_commit_publishes_a_bundle_that_loads(tmp_path):
     published = make_bundle(dest)
 
     assert published.path == dest.absolute()
-    assert sorted(published.manifest["files"]) == ["extra/notes.txt", "model.onnx", "reference.npz"]
+    assert sorted(published.manifest.files) == ["extra/notes.txt", "model.onnx", "reference.npz"]
     data = (dest / "model.onnx").read_bytes()
-    assert published.manifest["files"]["model.onnx"] == {
-        "sha256": hashlib.sha256(data).hexdigest(),
-        "bytes": len(data),
-    }
+    assert published.manifest.files["model.onnx"] == bundles.FileEntry(
+        hashlib.sha256(data).hexdigest(), len(data))
     on_disk = json.loads((dest / "manifest.json").read_text())
-    assert on_disk == published.manifest
+    assert on_disk == published.manifest.to_json()
+    assert on_disk["schema_version"] == bundles.SCHEMA_VERSION  # written in the current schema
     assert [p.name for p in dest.parent.iterdir()] == [dest.name]  # no temp dir left
 
     loaded = bundles.load(dest)
@@ -426,11 +426,11 @@ def test_invalid_manifest_names_every_problem(tmp_path):
 def test_newer_schema_is_refused_with_one_sentence(tmp_path):
     dest = tmp_path / "b"
     make_bundle(dest)
-    edit_manifest(dest, lambda m: m.update(schema_version=2, task="something-new"))
+    edit_manifest(dest, lambda m: m.update(schema_version=3, task="something-new"))
     with pytest.raises(BundleError) as info:
         bundles.load(dest)
     assert str(info.value) == (
-        f"model bundle {dest}: bundle schema 2 is newer than this edgeser supports (1); "
+        f"model bundle {dest}: bundle schema 3 is newer than this edgeser supports (2); "
         "upgrade edgeser."
     )
 
@@ -598,7 +598,7 @@ def test_verify_reproduces_the_reference_windows(tmp_path):
     pytest.importorskip("onnx", reason=NEEDS_ONNX)
     dest = tmp_path / "b"
     make_bundle(dest, real_graph=True)
-    report = bundles.verify(dest)
+    report = verify(dest)
     assert report.ok, report.problems
     assert report.problems == ()
     assert report.bundle == dest.absolute()
@@ -613,7 +613,7 @@ def test_verify_always_rehashes(tmp_path, monkeypatch):
     dest = tmp_path / "b"
     make_bundle(dest, real_graph=True)
     calls = count_hashes(monkeypatch)
-    bundles.verify(dest)
+    verify(dest)
     assert len(calls) == 3
 
 
@@ -626,7 +626,7 @@ def test_verify_refuses_a_tampered_graph(tmp_path):
     os.utime(dest / "model.onnx", ns=(st.st_atime_ns, st.st_mtime_ns))  # hide it from the stamp
     bundles.load(dest)  # the stamp vouches for (size, mtime): that is its contract
     with pytest.raises(BundleError, match="model.onnx: sha256 mismatch"):
-        bundles.verify(dest)
+        verify(dest)
     result = run_cli("verify", str(dest))
     assert result.returncode == 1
     assert result.stderr.startswith("edgeser: model bundle ")
@@ -650,7 +650,7 @@ def test_verify_reports_numeric_mismatch(tmp_path):
     dest = tmp_path / "b"
     make_bundle(dest, real_graph=True)
     break_reference(dest)
-    report = bundles.verify(dest)
+    report = verify(dest)
     assert not report.ok
     assert len(report.problems) == 1
     assert report.problems[0].startswith("window 1 logits: max abs error 0.5 exceeds atol")
@@ -664,14 +664,14 @@ def test_verify_names_missing_reference_arrays(tmp_path):
     make_bundle(dest, real_graph=True)
     edit_manifest(dest, lambda m: m["reference_windows"].update(count=3))
     with pytest.raises(BundleError, match="reference.npz lacks input_2, logits_2, embedding_2"):
-        bundles.verify(dest)
+        verify(dest)
 
 
 def test_verify_refuses_a_graph_onnxruntime_cannot_load(tmp_path):
     dest = tmp_path / "b"
     make_bundle(dest)  # placeholder bytes, correctly hashed
     with pytest.raises(BundleError, match="ONNX Runtime cannot load model.onnx"):
-        bundles.verify(dest)
+        verify(dest)
 
 
 def test_cli_verify_ok(tmp_path):
@@ -715,7 +715,7 @@ def test_verify_imports_no_torch_transformers_or_onnx(tmp_path):
     dest = tmp_path / "b"
     make_bundle(dest, real_graph=True)
     code = (
-        "import sys; from edgeser import bundle; r = bundle.verify(sys.argv[1]); assert r.ok; "
+        "import sys; from edgeser.verification import verify; r = verify(sys.argv[1]); assert r.ok; "
         "bad = sorted({'torch', 'transformers', 'onnx'} & set(sys.modules)); print(bad)"
     )
     result = subprocess.run(

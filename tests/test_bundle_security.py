@@ -27,6 +27,7 @@ from test_bundle import (
 from edgeser import bundle as bundles
 from edgeser.bundle import onnx_refs
 from edgeser.errors import BundleError
+from edgeser.verification import verify
 
 OUTSIDE = "refers to external data outside the bundle"
 UNLISTED = "refers to external data not listed in the manifest's files"
@@ -434,14 +435,14 @@ def test_a_location_outside_the_bundle_is_refused_before_any_session(
         bundles.load(dest)
     assert str(info.value) == f"model bundle {dest}: model.onnx {OUTSIDE} ({location!r})."
     with pytest.raises(BundleError, match=OUTSIDE):
-        bundles.verify(dest)  # verify makes a session after load: never reached
+        verify(dest)  # verify makes a session after load: never reached
     assert sessions == []
 
 
 def test_the_outside_file_is_never_opened(tmp_path, onnx, monkeypatch):
     dest = hostile_bundle(tmp_path, onnx, "../outside.bin")
     refuse_sessions(monkeypatch)
-    opened, raised = opened_during(lambda: bundles.verify(dest))
+    opened, raised = opened_during(lambda: verify(dest))
     assert isinstance(raised, BundleError) and OUTSIDE in str(raised)
     outside = str(tmp_path / "outside.bin")
     assert not any(os.path.abspath(p) == outside or p.endswith("outside.bin") for p in opened)
@@ -514,7 +515,7 @@ def test_listed_external_data_inside_the_bundle_loads_runs_and_is_hash_checked(t
     rehash_in_manifest(dest, "weights.bin")
     replace_graph(dest, model)
     bundles.load(dest)
-    report = bundles.verify(dest)  # ONNX Runtime reads b1 from weights.bin and reproduces outputs
+    report = verify(dest)  # ONNX Runtime reads b1 from weights.bin and reproduces outputs
     assert report.ok, report.problems
     tamper_same_size(dest / "weights.bin")
     with pytest.raises(BundleError, match="weights.bin: sha256 mismatch"):
@@ -534,7 +535,7 @@ def test_locations_are_relative_to_the_graphs_directory(tmp_path, onnx):
         (stage.path / "graphs" / "w.bin").write_bytes(data)
         np.savez(stage.path / "reference.npz", **reference_arrays(tiny_onnx_bytes()))
         stage.commit(manifest)
-    assert bundles.verify(dest).ok
+    assert verify(dest).ok
     os.replace(dest / "graphs" / "w.bin", dest / "w.bin")  # listed at the root instead
     edit_manifest(dest, lambda m: m["files"].__setitem__("w.bin", m["files"].pop("graphs/w.bin")))
     with pytest.raises(BundleError, match=rf"graphs/model.onnx {UNLISTED} \('w.bin'\)"):
@@ -581,7 +582,7 @@ def test_a_graph_that_is_not_protobuf_is_left_to_onnx_runtime(tmp_path):
         onnx_refs.external_data_locations(dest / "model.onnx", bundle_root=dest)
     bundles.load(dest)  # as before: ONNX Runtime refuses it when a session is made
     with pytest.raises(BundleError, match="ONNX Runtime cannot load model.onnx"):
-        bundles.verify(dest)
+        verify(dest)
 
 
 def test_edgeser_detect_refuses_a_hostile_bundle_in_one_sentence(tmp_path, onnx, home):

@@ -92,11 +92,6 @@ def jetson_nano(root: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def cache(tmp_path) -> Path:
-    return tmp_path / "cache" / "trt"
-
-
 # ---------------------------------------------------------------- detect_jetson
 
 
@@ -228,46 +223,32 @@ def test_cuda_profile():
     assert device.label() == "cuda (CUDAExecutionProvider, CPUExecutionProvider)"
 
 
-@pytest.mark.parametrize("precision,fp16", [("fp16", True), ("int8", True), ("fp32", False)])
-def test_tensorrt_profile_and_its_options(tmp_path, precision, fp16):
-    cache = tmp_path / "deep" / "trt"
-    device = resolve_device("tensorrt", available=ALL, cache_dir=cache, precision=precision)
+def test_tensorrt_profile_and_its_options(tmp_path, monkeypatch):
+    """The session loads an engine's context model (edgeser.engines chooses it): TensorRT gets
+    no engine cache and no build options, so it never builds an engine of its own."""
+    monkeypatch.setenv("EDGESER_HOME", str(tmp_path / "home"))
+    device = resolve_device("tensorrt", available=ALL)
     assert device.providers == (TRT, CUDA, CPU)
-    trt, cuda, cpu = device.provider_options
-    assert trt == {"device_id": 0, "trt_fp16_enable": fp16, "trt_engine_cache_enable": True,
-                   "trt_engine_cache_path": str(cache), "trt_timing_cache_enable": True,
-                   "trt_timing_cache_path": str(cache)}
-    assert "trt_int8_enable" not in trt  # QDQ graphs are explicitly quantized
-    assert (cuda, cpu) == ({"device_id": 0}, {})
-    assert cache.is_dir()  # parents made: ONNX Runtime makes only the last level
+    assert device.provider_options == ({"device_id": 0}, {"device_id": 0}, {})
+    assert not (tmp_path / "home").exists()  # no cache directory made
     assert device.label() == ("tensorrt (TensorrtExecutionProvider, CUDAExecutionProvider, "
                               "CPUExecutionProvider)")
 
 
-def test_the_default_trt_cache_is_under_edgeser_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("EDGESER_HOME", str(tmp_path / "home"))
-    device = resolve_device("tensorrt", available=ALL)
-    assert device.provider_options[0]["trt_engine_cache_path"] == str(tmp_path / "home" /
-                                                                      "trt-cache")
-
-
-def test_partial_availability_drops_providers_and_keeps_options_aligned(cache):
-    device = resolve_device("tensorrt", available=[TRT, CPU], cache_dir=cache)
+def test_partial_availability_drops_providers_and_keeps_options_aligned():
+    device = resolve_device("tensorrt", available=[TRT, CPU])
     assert device.providers == (TRT, CPU)
-    assert len(device.provider_options) == 2
-    assert device.provider_options[0]["trt_engine_cache_path"] == str(cache)
-    assert device.provider_options[1] == {}
+    assert device.provider_options == ({"device_id": 0}, {})
     assert device.fallback is None
     # CPU is built into every onnxruntime, even where a provider list leaves it out.
     assert resolve_device("cuda", available=[CUDA]).providers == (CUDA, CPU)
 
 
-def test_jetson_profile_on_an_orin_nano(tmp_path, cache):
+def test_jetson_profile_on_an_orin_nano(tmp_path):
     root = orin_nano(tmp_path / "root")
-    device = resolve_device("jetson", available=ALL, root=root, run=NO_NVPMODEL,
-                            cache_dir=cache)
+    device = resolve_device("jetson", available=ALL, root=root, run=NO_NVPMODEL)
     assert device.name == "jetson" and device.providers == (TRT, CUDA, CPU)
-    assert device.provider_options[0]["trt_fp16_enable"] is True
+    assert device.provider_options[0] == {"device_id": 0}
     assert device.jetson.model == "NVIDIA Jetson Orin Nano Developer Kit"
     assert device.label().startswith("jetson (TensorrtExecutionProvider, ")
 
@@ -329,11 +310,6 @@ def test_names_are_case_and_space_insensitive():
     assert resolve_device(" CUDA ", available=[CUDA, CPU]).name == "cuda"
 
 
-def test_unknown_precision_is_refused():
-    with pytest.raises(DeviceError, match="precision 'bf16'"):
-        resolve_device("cpu", available=[CPU], precision="bf16")
-
-
 # ---------------------------------------------------------------- fallback
 
 
@@ -346,10 +322,10 @@ def test_unknown_precision_is_refused():
     ("jetson", [CPU], False, "cpu"),
     ("jetson", [CUDA, CPU], True, "cuda"),
 ])
-def test_fallback_walks_down_the_chain(tmp_path, cache, requested, available, jetson, runs):
+def test_fallback_walks_down_the_chain(tmp_path, requested, available, jetson, runs):
     root = orin_nano(tmp_path / "root") if jetson else tmp_path / "root"
     device = resolve_device(requested, fallback=True, available=available, root=root,
-                            run=NO_NVPMODEL, cache_dir=cache)
+                            run=NO_NVPMODEL)
     assert device.name == runs and device.requested == requested
     assert device.fallback.startswith(f"{requested} was asked for but ")
     assert device.fallback.endswith(f"; running on {runs} ({', '.join(device.providers)})")
@@ -369,8 +345,8 @@ def test_fallback_sentences_name_what_is_missing(tmp_path):
     assert device.label() == "cpu (CPUExecutionProvider) [fallback: jetson requested]"
 
 
-def test_fallback_is_quiet_when_the_request_runs(cache):
-    device = resolve_device("tensorrt", fallback=True, available=ALL, cache_dir=cache)
+def test_fallback_is_quiet_when_the_request_runs():
+    device = resolve_device("tensorrt", fallback=True, available=ALL)
     assert device.name == "tensorrt" and device.fallback is None
     assert "[fallback" not in device.label()
 
@@ -387,9 +363,9 @@ def test_default_device():
 
 
 @pytest.mark.parametrize("requested", [None, "auto", "AUTO"])
-def test_auto_picks_jetson_cuda_or_cpu(tmp_path, cache, requested):
+def test_auto_picks_jetson_cuda_or_cpu(tmp_path, requested):
     on_jetson = resolve_device(requested, available=ALL, root=orin_nano(tmp_path / "j"),
-                               run=NO_NVPMODEL, cache_dir=cache)
+                               run=NO_NVPMODEL)
     assert (on_jetson.requested, on_jetson.name) == ("auto", "jetson")
     x86 = tmp_path / "x86"
     assert resolve_device(requested, available=ALL, root=x86).name == "cuda"

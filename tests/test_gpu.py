@@ -202,8 +202,10 @@ def test_tensorrt_version_from_the_module_when_apt_installed(monkeypatch):
 
 
 def test_gpu_and_engines_modules_import_no_heavy_packages():
+    """Nor the bundle package: the manifest's validation imports edgeser.engines' record."""
     code = ("import sys, edgeser.gpu, edgeser.engines; "
-            "print(sorted({'torch', 'transformers', 'onnx', 'tensorrt'} & set(sys.modules)))")
+            "print(sorted({'torch', 'transformers', 'onnx', 'tensorrt', 'onnxruntime', "
+            "'edgeser.bundle', 'edgeser.inference'} & set(sys.modules)))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr

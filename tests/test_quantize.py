@@ -15,6 +15,7 @@ from edgeser import bundle
 from edgeser.errors import ExportError
 from edgeser.export import ExportOptions, export_model
 from edgeser.export.quantize import RECIPES, Recipe, matching_nodes
+from edgeser.verification import verify
 
 WINDOWS = dict(eval_windows=24, calibration_windows=12)
 
@@ -38,13 +39,14 @@ def _session(path):
 def test_int8_bundle_passes_the_gate_and_records_its_recipe(int8_bundle):
     manifest = json.loads((int8_bundle / "manifest.json").read_text())
     q = manifest["quantization"]
-    assert (q["method"], q["recipe"], q["weights"], q["ops"]) == ("dynamic", "dynamic-matmul", "int8", ["MatMul"])
+    assert (q["method"], q["recipe"], q["precision"], q["ops"]) == ("dynamic", "dynamic-matmul", "int8", ["MatMul"])
+    assert q["preset"] == "dynamic-matmul"  # what --recipe takes to reproduce it
     gate = manifest["parity"]["gate"]
     assert gate["passed"] and not gate["allowed_degraded"] and gate["ccc_min"] == 0.99
     assert all(m["ccc"] >= 0.99 for m in manifest["parity"]["outputs"].values())
     assert manifest["parity"]["candidate"] == "onnxruntime-cpu-int8"
     assert manifest["reference_windows"]["atol"] == pytest.approx(1e-3)
-    report = bundle.verify(int8_bundle)
+    report = verify(int8_bundle)
     assert report.ok, report.problems
 
 
@@ -119,7 +121,7 @@ def test_fp16_keeps_normalisation_in_fp32(trained_like, tmp_path):
     assert json.loads((out / "manifest.json").read_text())["quantization"]["method"] == "fp16"
     # inputs and outputs stay float32 for the runtime
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    assert bundle.verify(out).ok
+    assert verify(out).ok
 
 
 def test_calibration_and_evaluation_audio_are_disjoint(int8_bundle, trained_like, tmp_path):
@@ -176,8 +178,9 @@ def test_default_int8_is_blockwise_faithful_and_batch_independent(trained_like, 
     export_model(ExportOptions(model=str(trained_like), out=out, **WINDOWS))
     m = json.loads((out / "manifest.json").read_text())
     q = m["quantization"]
-    assert (q["recipe"], q["method"], q["weights"], q["block_size"], q["accuracy_level"]) == (
+    assert (q["recipe"], q["method"], q["precision"], q["block_size"], q["accuracy_level"]) == (
         "blockwise-int8-b32", "matmul-nbits", "int8", 32, 4)
+    assert q["preset"] == "blockwise-int8"  # the default, named as --recipe takes it
     assert m["parity"]["gate"]["passed"]
     graph = onnx.load(str(out / "model.onnx")).graph
     assert any(n.op_type == "MatMulNBits" for n in graph.node)
@@ -189,4 +192,4 @@ def test_default_int8_is_blockwise_faithful_and_batch_independent(trained_like, 
     together = sess.run(["logits", "embedding"], {"input_values": batch})
     for a, b in zip(alone, together):
         np.testing.assert_allclose(a, b[:1], atol=1e-6)
-    assert bundle.verify(out).ok
+    assert verify(out).ok

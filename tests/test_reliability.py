@@ -22,6 +22,7 @@ pytest.importorskip("torch", reason="the export toolchain is not installed "
 import checkpoints  # noqa: E402
 from edgeser import Detector, bundle as bundles  # noqa: E402
 from edgeser.errors import BundleError  # noqa: E402
+from edgeser.verification import verify
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,7 +54,7 @@ def assert_absent_or_complete(dest: Path) -> None:
         with pytest.raises(BundleError):
             bundles.load(dest)
         return
-    report = bundles.verify(dest)  # published: every file there and hashed right
+    report = verify(dest)  # published: every file there and hashed right
     assert report.ok, report.problems
 
 
@@ -91,7 +92,7 @@ def test_export_killed_leaves_no_half_written_bundle(checkpoint, tmp_path, point
          "--quantize", "none", "--eval-windows", "4", "--force"],
         capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr
-    assert bundles.verify(dest).ok
+    assert verify(dest).ok
 
 
 def test_detect_killed_midway_leaves_the_old_output(tiny_bundles, tmp_path):

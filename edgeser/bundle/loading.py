@@ -16,14 +16,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgeser.bundle import hashing
-from edgeser.bundle.manifest import (
-    MANIFEST,
-    SCHEMA_VERSION,
-    Bundle,
-    _is_int,
-    _too_new,
-    validate_manifest,
-)
+from edgeser.bundle.manifest import Bundle, Manifest
+from edgeser.bundle.schema import MANIFEST, SCHEMA_VERSION, _is_int, _too_new
 from edgeser.bundle.onnx_refs import check_external_data
 from edgeser.errors import BundleError
 
@@ -52,13 +46,11 @@ def _read_manifest(root: Path) -> Any:
         ) from None
 
 
-def _check_manifest(root: Path, manifest: Any) -> None:
+def _check_manifest(root: Path, manifest: Any) -> Manifest:
     version = manifest.get("schema_version") if isinstance(manifest, dict) else None
     if _is_int(version) and version > SCHEMA_VERSION:
         raise BundleError(f"model bundle {root}: {_too_new(version)}.")
-    problems = validate_manifest(manifest)
-    if problems:
-        raise BundleError(f"model bundle {root} has an invalid manifest: {'; '.join(problems)}.")
+    return Manifest.from_json(manifest, f"model bundle {root}")
 
 
 def _stat_listed(real_root: Path, root: Path, name: str, entry: Mapping) -> tuple[Any, Any]:
@@ -133,9 +125,9 @@ def load(path: str | os.PathLike, *, rehash: bool = False) -> Bundle:
     ``rehash=True`` ignores the stamp. Raises BundleError naming the bundle and the problem(s).
     """
     root = Path(path)
-    manifest = _read_manifest(root)
-    _check_manifest(root, manifest)
-    _check_listed_files(root, manifest["files"], rehash)
+    raw = _read_manifest(root)
+    manifest = _check_manifest(root, raw)
+    _check_listed_files(root, raw["files"], rehash)
     # External data (see edgeser.bundle.onnx_refs): ONNX Runtime reads any file a graph's tensors
     # name, so every graph is scanned here, before any session exists, and after the checks above
     # (the graph is then a regular file inside the bundle). The scan runs on every load, not only
@@ -143,6 +135,6 @@ def load(path: str | os.PathLike, *, rehash: bool = False) -> Bundle:
     # bundle's first load never rehashes, and the listed files can change with the manifest alone.
     # It is cheap (payloads are skipped by offset), and its result is remembered per process under
     # the same (size, mtime, inode) key the stamp trusts; the policy itself is rechecked each time.
-    for graph in manifest["graphs"]:
-        check_external_data(root, graph["file"], manifest["files"])
+    for graph in manifest.graphs:
+        check_external_data(root, graph.file, raw["files"])
     return Bundle(path=root.absolute(), manifest=manifest)

@@ -1,460 +1,150 @@
-"""The manifest schema: constants, :func:`validate_manifest` and :class:`Bundle`.
+"""The manifest as typed, frozen values: :class:`Manifest` (``from_json`` / ``to_json``) and the
+loaded :class:`Bundle`.
 
-:func:`validate_manifest` collects every problem before anything is raised: each checker appends
-short phrases to ``problems``; none raises. :class:`Bundle` is the typed view of a bundle whose
-manifest has been validated. Runtime only: numpy and the standard library.
+The export builds a :class:`Manifest`; the runtime reads its attributes, never raw keys.
+``Manifest.from_json`` validates first (:func:`edgeser.bundle.schema.validate_manifest`, every
+problem collected before one BundleError is raised) and reads schema-1 manifests through
+:func:`edgeser.bundle.schema.upgrade`; ``to_json`` writes the current schema. Runtime only:
+numpy and the standard library.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import math
-import re
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
 
 import numpy as np
 
+from edgeser.bundle.schema import FORMAT, SCHEMA_VERSION, upgrade, validate_manifest
+from edgeser.contract import SAMPLE_RATE_HZ
+from edgeser.engines.record import EngineRecord
 from edgeser.errors import BundleError
 
-SCHEMA_VERSION = 1
-FORMAT = "edgeser-bundle"
-MANIFEST = "manifest.json"
-TASKS = ("emotion-dimensional", "emotion-categorical", "emotion-prototypes", "laughter")
-LOGIT_KINDS = ("regression", "class-logits", "similarity")
-# "none": the checkpoint's feature extractor does not normalise (do_normalize: false).
-NORMALIZATION_MODES = ("per-window", "none", "per-file", "running", "in-graph")
-SOURCE_KINDS = ("hub", "local")
-SAMPLE_RATE_HZ = 16000
-# The ONNX contract: one input, two outputs (see DESIGN.md, "The model bundle").
-INPUT_NAME = "input_values"
-OUTPUT_NAMES = ("logits", "embedding")
-# TensorRT engine precisions (see edgeser.engines for the record).
-ENGINE_PRECISIONS = ("fp16", "int8")
-
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-
-
-# --------------------------------------------------------------------------------------------
-# Manifest validation: each checker appends short phrases to ``problems``; none raises.
-# --------------------------------------------------------------------------------------------
-
-_MISSING = object()
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
-
-
-def _is_text(value: Any) -> bool:
-    return isinstance(value, str) and value.strip() != ""
-
-
-def _get(m: Mapping, key: str, problems: list[str], where: str = "") -> Any:
-    """``m[key]``, or ``_MISSING`` with a problem recorded."""
-    if key in m:
-        return m[key]
-    problems.append(f"missing {where}{key}")
-    return _MISSING
-
-
-def _name_problem(name: Any) -> str | None:
-    """Why ``name`` is not a safe relative POSIX file name inside a bundle, or None."""
-    if not isinstance(name, str) or name == "":
-        return "is not a file name"
-    if "\\" in name or "\x00" in name:
-        return "contains a backslash or NUL"
-    pure = PurePosixPath(name)
-    if pure.is_absolute() or re.match(r"[A-Za-z]:", name):
-        return "is absolute"
-    if ".." in pure.parts:
-        return "escapes the bundle"
-    if str(pure) != name or "." in name.split("/"):
-        return "is not a normalised relative name"
-    return None
-
-
-def _check_header(m: Mapping, problems: list[str]) -> None:
-    version = _get(m, "schema_version", problems)
-    if version is not _MISSING:
-        if not _is_int(version) or version < 1:
-            problems.append("schema_version must be a positive integer")
-        elif version > SCHEMA_VERSION:
-            problems.append(_too_new(version))
-    fmt = _get(m, "format", problems)
-    if fmt is not _MISSING and fmt != FORMAT:
-        problems.append(f"format must be {FORMAT!r}")
-    model_id = _get(m, "model_id", problems)
-    if model_id is not _MISSING and not _is_text(model_id):
-        problems.append("model_id must be a non-empty string")
-    task = _get(m, "task", problems)
-    if task is not _MISSING and task not in TASKS:
-        problems.append(f"task must be one of {', '.join(TASKS)}")
-    created = _get(m, "created_utc", problems)
-    if created is not _MISSING and not _is_iso8601(created):
-        problems.append("created_utc must be an ISO-8601 date-time string")
-
-
-def _is_iso8601(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    text = value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value
-    try:
-        _dt.datetime.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _too_new(version: int) -> str:
-    return (
-        f"bundle schema {version} is newer than this edgeser supports ({SCHEMA_VERSION}); "
-        "upgrade edgeser"
-    )
-
-
-def _check_labels_outputs(m: Mapping, problems: list[str]) -> None:
-    labels = _get(m, "labels", problems)
-    labels_ok = isinstance(labels, list) and labels and all(_is_text(x) for x in labels)
-    if labels is not _MISSING and not labels_ok:
-        problems.append("labels must be a non-empty list of strings")
-    elif labels_ok and len(set(labels)) != len(labels):
-        problems.append("labels must be unique")
-    outputs = _get(m, "outputs", problems)
-    if outputs is _MISSING:
-        return
-    if not isinstance(outputs, dict):
-        problems.append("outputs must be an object")
-        return
-    logits = _check_output(outputs, "logits", problems)
-    if logits is not None and logits.get("kind") not in LOGIT_KINDS:
-        problems.append(f"outputs.logits.kind must be one of {', '.join(LOGIT_KINDS)}")
-    size = logits.get("size") if logits is not None else None
-    if labels_ok and _is_int(size) and size != len(labels):
-        problems.append(f"outputs.logits.size ({size}) must equal the number of labels")
-    _check_output(outputs, "embedding", problems)
-
-
-def _check_output(outputs: Mapping, name: str, problems: list[str]) -> dict | None:
-    spec = _get(outputs, name, problems, "outputs.")
-    if spec is _MISSING:
-        return None
-    if not isinstance(spec, dict):
-        problems.append(f"outputs.{name} must be an object")
-        return None
-    size = spec.get("size")
-    if not _is_int(size) or size < 1:
-        problems.append(f"outputs.{name}.size must be a positive integer")
-    if not isinstance(spec.get("meaning"), str):
-        problems.append(f"outputs.{name}.meaning must be a string")
-    return spec
-
-
-def _check_audio(m: Mapping, problems: list[str]) -> None:
-    rate = _get(m, "sample_rate_hz", problems)
-    if rate is not _MISSING and (not _is_int(rate) or rate != SAMPLE_RATE_HZ):
-        problems.append(f"sample_rate_hz must be {SAMPLE_RATE_HZ}")
-    _check_normalization(m, problems)
-    window = _get(m, "window_s", problems)
-    window_ok = _is_number(window) and window > 0
-    if window is not _MISSING and not window_ok:
-        problems.append("window_s must be a positive number")
-    hop = _get(m, "hop_s", problems)
-    if hop is not _MISSING and not (_is_number(hop) and hop > 0):
-        problems.append("hop_s must be a positive number")
-    elif window_ok and hop is not _MISSING and hop > window:
-        problems.append("hop_s must not exceed window_s")
-    min_samples = _get(m, "min_samples", problems)
-    if min_samples is not _MISSING and not (_is_int(min_samples) and min_samples >= 1):
-        problems.append("min_samples must be a positive integer")
-    silence = _get(m, "silence_dbfs", problems)
-    if silence is not _MISSING and not (_is_number(silence) and silence <= 0):
-        problems.append("silence_dbfs must be a finite number <= 0")
-
-
-def _check_normalization(m: Mapping, problems: list[str]) -> None:
-    norm = _get(m, "normalization", problems)
-    if norm is _MISSING:
-        return
-    if not isinstance(norm, dict):
-        problems.append("normalization must be an object")
-        return
-    if norm.get("mode") not in NORMALIZATION_MODES:
-        problems.append(f"normalization.mode must be one of {', '.join(NORMALIZATION_MODES)}")
-    epsilon = norm.get("epsilon")
-    if not (_is_number(epsilon) and epsilon > 0):
-        problems.append("normalization.epsilon must be a positive number")
-
-
-def _check_decisions(m: Mapping, problems: list[str]) -> None:
-    laughter = m.get("task") == "laughter"
-    points = _get(m, "operating_points", problems)
-    points_ok = isinstance(points, dict) and all(
-        _is_text(k) and _is_number(v) and 0 < v < 1 for k, v in points.items()
-    )
-    if points is not _MISSING and not points_ok:
-        problems.append("operating_points must map names to thresholds in (0, 1)")
-    elif laughter and points_ok and not points:
-        problems.append("operating_points must not be empty for a laughter bundle")
-    default = _get(m, "default_operating_point", problems)
-    if default is None and laughter:
-        problems.append("default_operating_point must name an operating point for laughter")
-    elif default not in (None, _MISSING) and not (points_ok and isinstance(default, str)
-                                                   and default in points):
-        problems.append("default_operating_point must be one of operating_points")
-    positive = _get(m, "positive_label", problems)
-    labels = m.get("labels") if isinstance(m.get("labels"), list) else []
-    if positive is None and laughter:
-        problems.append("positive_label must name a label for laughter")
-    elif positive not in (None, _MISSING) and positive not in labels:
-        problems.append("positive_label must be one of labels")
-    _check_prototypes(m, problems)
-
-
-def _check_prototypes(m: Mapping, problems: list[str]) -> None:
-    protos = _get(m, "prototypes", problems)
-    if protos is None and m.get("task") == "emotion-prototypes":
-        problems.append("prototypes are required for an emotion-prototypes bundle")
-    if protos is None or protos is _MISSING:
-        return
-    if not isinstance(protos, dict):
-        problems.append("prototypes must be null or an object")
-        return
-    labels = protos.get("labels")
-    if not (isinstance(labels, list) and labels and all(_is_text(x) for x in labels)):
-        problems.append("prototypes.labels must be a non-empty list of strings")
-        labels = None
-    vectors = protos.get("vectors")
-    rows_ok = isinstance(vectors, list) and vectors and all(
-        isinstance(row, list) and row and all(_is_number(x) for x in row) for row in vectors
-    )
-    if not rows_ok or len({len(row) for row in vectors}) != 1:
-        problems.append("prototypes.vectors must be a rectangular list of finite numbers")
-    elif labels is not None and len(vectors) != len(labels):
-        problems.append("prototypes.vectors must have one row per prototype label")
-
-
-def _check_files(m: Mapping, problems: list[str]) -> None:
-    files = _get(m, "files", problems)
-    names: set[str] = set()
-    if files is not _MISSING and not isinstance(files, dict):
-        problems.append("files must be an object")
-    elif isinstance(files, dict):
-        names = set(files)
-        for name, entry in files.items():
-            _check_file_entry(name, entry, problems)
-    listed = names if isinstance(files, dict) else None
-    _check_graphs(m, listed, problems)
-    _check_engines(m, listed, problems)
-    _check_reference(m, listed, problems)
-
-
-def _check_file_entry(name: str, entry: Any, problems: list[str]) -> None:
-    why = _name_problem(name)
-    if why:
-        problems.append(f"files: {name!r} {why}")
-    elif name == MANIFEST:
-        problems.append(f"files must not list {MANIFEST}")
-    if not isinstance(entry, dict):
-        problems.append(f"files[{name!r}] must be an object")
-        return
-    if not (isinstance(entry.get("sha256"), str) and _HEX64.fullmatch(entry["sha256"])):
-        problems.append(f"files[{name!r}].sha256 must be 64 lowercase hex digits")
-    if not (_is_int(entry.get("bytes")) and entry["bytes"] >= 0):
-        problems.append(f"files[{name!r}].bytes must be a non-negative integer")
-
-
-def _check_ref(where: str, name: Any, listed: set[str] | None, problems: list[str]) -> None:
-    """A file named by another manifest field: safe, and listed under ``files``."""
-    why = _name_problem(name)
-    if why:
-        problems.append(f"{where} {name!r} {why}")
-    elif listed is not None and name not in listed:
-        problems.append(f"{where} {name!r} is not listed in files")
-
-
-def _check_graphs(m: Mapping, listed: set[str] | None, problems: list[str]) -> None:
-    graphs = _get(m, "graphs", problems)
-    if graphs is _MISSING:
-        return
-    if not (isinstance(graphs, list) and graphs and all(isinstance(g, dict) for g in graphs)):
-        problems.append("graphs must be a non-empty list of objects")
-        return
-    roles = [g.get("role") for g in graphs]
-    if len(set(map(str, roles))) != len(roles):
-        problems.append("graphs must have unique roles")
-    for i, graph in enumerate(graphs):
-        _check_graph(i, graph, listed, problems)
-
-
-def _check_graph(i: int, graph: Mapping, listed: set[str] | None, problems: list[str]) -> None:
-    _check_ref(f"graphs[{i}].file", graph.get("file"), listed, problems)
-    if not _is_text(graph.get("role")):
-        problems.append(f"graphs[{i}].role must be a non-empty string")
-    if not (_is_int(graph.get("opset")) and graph["opset"] >= 1):
-        problems.append(f"graphs[{i}].opset must be a positive integer")
-    inputs, outputs = graph.get("inputs"), graph.get("outputs")
-    if not (isinstance(inputs, dict) and isinstance(outputs, dict)):
-        problems.append(f"graphs[{i}].inputs and .outputs must be objects")
-    elif graph.get("role") == "full":
-        if INPUT_NAME not in inputs or any(name not in outputs for name in OUTPUT_NAMES):
-            problems.append(
-                f"graphs[{i}] (full) must take {INPUT_NAME} and give {' and '.join(OUTPUT_NAMES)}"
-            )
-
-
-def _check_engines(m: Mapping, listed: set[str] | None, problems: list[str]) -> None:
-    engines = _get(m, "engines", problems)
-    if engines is _MISSING:
-        return
-    if not isinstance(engines, list):
-        problems.append("engines must be a list")
-        return
-    for i, engine in enumerate(engines):
-        if not isinstance(engine, dict):
-            problems.append(f"engines[{i}] must be an object")
-            continue
-        _check_ref(f"engines[{i}].file", engine.get("file"), listed, problems)
-        if engine.get("precision") not in ENGINE_PRECISIONS:
-            problems.append(f"engines[{i}].precision must be one of {', '.join(ENGINE_PRECISIONS)}")
-        for key in ("tensorrt", "cuda", "gpu", "compute_capability"):
-            if not _is_text(engine.get(key)):
-                problems.append(f"engines[{i}].{key} must be a non-empty string")
-        _check_engine_profile(i, engine.get("profile"), problems)
-
-
-def _check_engine_profile(i: int, profile: Any, problems: list[str]) -> None:
-    """``{"input": name, "batch": [min, opt, max], "samples": [min, opt, max]}``, 1 <= min <= opt
-    <= max."""
-    where = f"engines[{i}].profile"
-    if not isinstance(profile, dict):
-        problems.append(f"{where} must be an object")
-        return
-    if not _is_text(profile.get("input")):
-        problems.append(f"{where}.input must be a non-empty string")
-    for key in ("batch", "samples"):
-        dims = profile.get(key)
-        if not (isinstance(dims, list) and len(dims) == 3 and all(_is_int(d) for d in dims)
-                and 1 <= dims[0] <= dims[1] <= dims[2]):
-            problems.append(f"{where}.{key} must be [min, opt, max] integers, 1 <= min <= opt <= max")
-
-
-def _check_reference(m: Mapping, listed: set[str] | None, problems: list[str]) -> None:
-    ref = _get(m, "reference_windows", problems)
-    if ref is _MISSING:
-        return
-    if not isinstance(ref, dict):
-        problems.append("reference_windows must be an object")
-        return
-    _check_ref("reference_windows.file", ref.get("file"), listed, problems)
-    if not (_is_int(ref.get("count")) and ref["count"] >= 1):
-        problems.append("reference_windows.count must be a positive integer")
-    if not (_is_number(ref.get("atol")) and ref["atol"] >= 0):
-        problems.append("reference_windows.atol must be a finite number >= 0")
-
-
-def _check_provenance(m: Mapping, problems: list[str]) -> None:
-    quant = _get(m, "quantization", problems)
-    if quant is not _MISSING and not (isinstance(quant, dict) and _is_text(quant.get("method"))):
-        problems.append("quantization must be an object with a method")
-    _check_pruning(m, problems)
-    _check_source(m, problems)
-    for key in ("parity", "tools"):
-        value = _get(m, key, problems)
-        if value is not _MISSING and not isinstance(value, dict):
-            problems.append(f"{key} must be an object")
-    tools = m.get("tools")
-    if isinstance(tools, dict) and not all(isinstance(v, str) for v in tools.values()):
-        problems.append("tools must map names to version strings")
-    gate = m.get("parity", {}).get("gate") if isinstance(m.get("parity"), dict) else None
-    if gate is not None and not (
-            isinstance(gate, dict) and isinstance(gate.get("passed"), bool)
-            and isinstance(gate.get("allowed_degraded", False), bool)
-            and isinstance(gate.get("failures"), list) and all(_is_text(f) for f in gate["failures"])):
-        problems.append("parity.gate must be an object with passed (true/false) and failures "
-                        "(a list of strings)")
-
-
-def _check_pruning(m: Mapping, problems: list[str]) -> None:
-    pruning = _get(m, "pruning", problems)
-    if pruning is None or pruning is _MISSING:
-        return
-    kept = pruning.get("layers_kept") if isinstance(pruning, dict) else None
-    total = pruning.get("layers_in_checkpoint") if isinstance(pruning, dict) else None
-    if not (_is_int(kept) and _is_int(total) and 1 <= kept <= total):
-        problems.append("pruning must be null or 1 <= layers_kept <= layers_in_checkpoint")
-
-
-def _check_source(m: Mapping, problems: list[str]) -> None:
-    source = _get(m, "source", problems)
-    if source is _MISSING:
-        return
-    if not isinstance(source, dict):
-        problems.append("source must be an object")
-        return
-    for key in ("model", "architecture", "family"):
-        if not _is_text(source.get(key)):
-            problems.append(f"source.{key} must be a non-empty string")
-    if source.get("kind") not in SOURCE_KINDS:
-        problems.append(f"source.kind must be one of {', '.join(SOURCE_KINDS)}")
-    for key in ("revision", "commit"):
-        if not (source.get(key) is None or isinstance(source.get(key), str)):
-            problems.append(f"source.{key} must be a string or null")
-    weights = source.get("weights")
-    if not (isinstance(weights, list) and all(_is_weight(w) for w in weights)):
-        problems.append("source.weights must be a list of {file, sha256}")
-
-
-def _is_weight(entry: Any) -> bool:
-    return (
-        isinstance(entry, dict)
-        and _is_text(entry.get("file"))
-        and isinstance(entry.get("sha256"), str)
-        and _HEX64.fullmatch(entry["sha256"]) is not None
-    )
-
-
-def _check_json(m: Mapping, problems: list[str]) -> None:
-    try:
-        json.dumps(m, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        problems.append(f"manifest is not strict JSON ({err})")
-
-
-_CHECKS: tuple[Callable[[Mapping, list[str]], None], ...] = (
-    _check_header,
-    _check_labels_outputs,
-    _check_audio,
-    _check_decisions,
-    _check_files,
-    _check_provenance,
-    _check_json,
-)
-
-
-def validate_manifest(m: dict) -> list[str]:
-    """Every problem with manifest ``m``, each a short phrase; an empty list when it is valid.
-
-    Unknown keys are allowed (forward compatibility). Only structure and values are checked here;
-    the files themselves are checked by :func:`load`.
-    """
-    if not isinstance(m, dict):
-        return ["manifest is not a JSON object"]
-    problems: list[str] = []
-    for check in _CHECKS:
-        check(m, problems)
-    return problems
-
-
-# --------------------------------------------------------------------------------------------
-# The loaded bundle
-# --------------------------------------------------------------------------------------------
+
+def _frozen(value: Any) -> Any:
+    """JSON containers made immutable (lists -> tuples, objects -> read-only mappings)."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    """The JSON form of :func:`_frozen` values."""
+    if isinstance(value, (dict, MappingProxyType)):
+        return {k: _thawed(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_thawed(v) for v in value]
+    return value
+
+
+_EMPTY: Mapping = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Logits:
+    """The ``logits`` output: raw head outputs of ``kind`` (regression values, class logits with
+    softmax applied by the runtime, or prototype similarities)."""
+
+    kind: str
+    size: int
+    meaning: str
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """The ``embedding`` output: the pooled vector."""
+
+    size: int
+    meaning: str
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """What the runtime does to each window before the graph: ``per-window`` normalisation
+    (zero mean, unit variance) or ``none`` (raw samples), and where that setting came from."""
+
+    mode: str
+    origin: str = ""
+
+    @property
+    def per_window(self) -> bool:
+        return self.mode == "per-window"
+
+
+@dataclass(frozen=True)
+class Prototypes:
+    labels: tuple[str, ...]
+    vectors: tuple[tuple[float, ...], ...]
+
+    def array(self) -> np.ndarray:
+        """float32 ``[n_prototypes, dim]``."""
+        return np.asarray(self.vectors, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class Graph:
+    """One ONNX graph of the bundle; ``role`` ``full`` maps ``input_values`` to both outputs."""
+
+    file: str
+    role: str
+    opset: int
+    inputs: Mapping = field(default_factory=lambda: _EMPTY, hash=False)
+    outputs: Mapping = field(default_factory=lambda: _EMPTY, hash=False)
+
+
+@dataclass(frozen=True)
+class ReferenceWindows:
+    """Prepared input windows with their expected outputs, for ``edgeser verify``."""
+
+    file: str
+    count: int
+    atol: float
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How the graph's precision was reduced. ``preset`` is what ``--recipe`` takes to reproduce
+    the bundle (None for FP32 and FP16 bundles, and for schema-1 bundles that did not record
+    it); ``details`` are the resolved parameters (ops, per-channel, calibration, nodes kept
+    float, ...)."""
+
+    precision: str  # fp32, fp16 or int8
+    method: str
+    preset: str | None = None
+    details: Mapping = field(default_factory=lambda: _EMPTY, hash=False)
+
+    def describe(self) -> str:
+        return self.preset or self.details.get("recipe") or self.precision
+
+
+@dataclass(frozen=True)
+class Pruning:
+    layers_kept: int
+    layers_in_checkpoint: int
+
+
+@dataclass(frozen=True)
+class WeightHash:
+    file: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where the checkpoint came from: a hub id (with revision and commit) or a local path."""
+
+    model: str
+    kind: str
+    revision: str | None
+    commit: str | None
+    architecture: str
+    family: str
+    weights: tuple[WeightHash, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -477,70 +167,231 @@ class FidelityGate:
 
 
 @dataclass(frozen=True)
-class Bundle:
-    """A validated bundle on disk. ``manifest`` is the parsed, validated ``manifest.json``."""
+class FileEntry:
+    sha256: str
+    bytes: int
 
-    path: Path
-    manifest: dict = field(hash=False, repr=False)
 
-    @property
-    def model_id(self) -> str:
-        return self.manifest["model_id"]
+@dataclass(frozen=True)
+class Manifest:
+    """Everything ``manifest.json`` says. ``files`` is filled when the bundle is staged."""
 
-    @property
-    def task(self) -> str:
-        return self.manifest["task"]
+    model_id: str
+    task: str
+    labels: tuple[str, ...]
+    logits: Logits
+    embedding: Embedding
+    normalization: Normalization
+    window_s: float
+    hop_s: float
+    min_samples: int
+    silence_dbfs: float
+    graphs: tuple[Graph, ...]
+    reference_windows: ReferenceWindows
+    quantization: Quantization
+    source: Source
+    created_utc: str
+    sample_rate_hz: int = SAMPLE_RATE_HZ
+    operating_points: Mapping = field(default_factory=lambda: _EMPTY, hash=False)  # name -> threshold
+    default_operating_point: str | None = None
+    positive_label: str | None = None
+    prototypes: Prototypes | None = None
+    engines: tuple[EngineRecord, ...] = ()  # TensorRT engines built on devices
+    pruning: Pruning | None = None
+    # A distilled student: its teacher, training and held-out fidelity (see edgeser distill).
+    distillation: Mapping | None = field(default=None, hash=False)
+    parity: Mapping = field(default_factory=lambda: _EMPTY, hash=False)  # metrics measured at export
+    tools: Mapping = field(default_factory=lambda: _EMPTY, hash=False)  # tool -> version
+    files: Mapping = field(default_factory=lambda: _EMPTY, hash=False)  # name -> FileEntry
 
-    @property
-    def labels(self) -> tuple[str, ...]:
-        return tuple(self.manifest["labels"])
-
-    @property
-    def window_s(self) -> float:
-        return float(self.manifest["window_s"])
-
-    @property
-    def hop_s(self) -> float:
-        return float(self.manifest["hop_s"])
-
-    @property
-    def min_samples(self) -> int:
-        return int(self.manifest["min_samples"])
-
-    @property
-    def silence_dbfs(self) -> float:
-        return float(self.manifest["silence_dbfs"])
-
-    @property
-    def operating_points(self) -> dict[str, float]:
-        return {k: float(v) for k, v in self.manifest["operating_points"].items()}
-
-    @property
-    def default_operating_point(self) -> str | None:
-        return self.manifest["default_operating_point"]
-
-    @property
-    def positive_label(self) -> str | None:
-        return self.manifest["positive_label"]
-
-    @property
-    def prototypes(self) -> np.ndarray | None:
-        """Prototype vectors, float32 ``[n_prototypes, dim]`` (labels in
-        ``manifest["prototypes"]["labels"]``), or None."""
-        protos = self.manifest["prototypes"]
-        return None if protos is None else np.asarray(protos["vectors"], dtype=np.float32)
+    # -- derived ---------------------------------------------------------------------------
 
     @property
     def gate(self) -> FidelityGate:
         """The fidelity gate's verdict at export (see :class:`FidelityGate`)."""
-        gate = self.manifest["parity"].get("gate")
+        gate = self.parity.get("gate")
         if gate is None:
             return FidelityGate(True)
-        return FidelityGate(gate["passed"], tuple(gate["failures"]))
+        return FidelityGate(bool(gate["passed"]), tuple(gate["failures"]))
+
+    def graph(self, role: str = "full") -> Graph | None:
+        return next((g for g in self.graphs if g.role == role), None)
+
+    def with_files(self, files: Mapping[str, FileEntry]) -> "Manifest":
+        return replace(self, files=MappingProxyType(dict(files)))
+
+    # -- JSON ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_json(cls, obj: Any, where: str = "model bundle") -> "Manifest":
+        """The manifest of a parsed ``manifest.json``; one BundleError naming ``where`` and every
+        problem when it is not valid (schema-1 manifests are read through :func:`upgrade`)."""
+        problems = validate_manifest(obj)
+        if problems:
+            raise BundleError(f"{where} has an invalid manifest: {'; '.join(problems)}.")
+        m = upgrade(obj)
+        outputs = m["outputs"]
+        protos = m["prototypes"]
+        quant = m["quantization"]
+        pruning = m["pruning"]
+        src = m["source"]
+        ref = m["reference_windows"]
+        return cls(
+            model_id=m["model_id"], task=m["task"], labels=tuple(m["labels"]),
+            logits=Logits(outputs["logits"]["kind"], int(outputs["logits"]["size"]),
+                          outputs["logits"]["meaning"]),
+            embedding=Embedding(int(outputs["embedding"]["size"]), outputs["embedding"]["meaning"]),
+            normalization=Normalization(m["normalization"]["mode"],
+                                        m["normalization"].get("origin", "")),
+            window_s=float(m["window_s"]), hop_s=float(m["hop_s"]),
+            min_samples=int(m["min_samples"]), silence_dbfs=float(m["silence_dbfs"]),
+            graphs=tuple(Graph(g["file"], g["role"], int(g["opset"]), _frozen(g["inputs"]),
+                               _frozen(g["outputs"])) for g in m["graphs"]),
+            reference_windows=ReferenceWindows(ref["file"], int(ref["count"]), float(ref["atol"])),
+            quantization=Quantization(
+                quant["precision"], quant["method"], quant.get("preset"),
+                _frozen({k: v for k, v in quant.items()
+                         if k not in ("precision", "method", "preset")})),
+            source=Source(src["model"], src["kind"], src.get("revision"), src.get("commit"),
+                          src["architecture"], src["family"],
+                          tuple(WeightHash(w["file"], w["sha256"]) for w in src["weights"])),
+            created_utc=m["created_utc"], sample_rate_hz=int(m["sample_rate_hz"]),
+            operating_points=MappingProxyType({k: float(v) for k, v in
+                                               m["operating_points"].items()}),
+            default_operating_point=m["default_operating_point"],
+            positive_label=m["positive_label"],
+            prototypes=None if protos is None else Prototypes(
+                tuple(protos["labels"]), tuple(tuple(float(x) for x in row)
+                                               for row in protos["vectors"])),
+            engines=tuple(EngineRecord.from_json(e)[0] for e in m["engines"]),
+            pruning=None if pruning is None else Pruning(int(pruning["layers_kept"]),
+                                                         int(pruning["layers_in_checkpoint"])),
+            distillation=_frozen(m.get("distillation")),
+            parity=_frozen(m["parity"]), tools=_frozen(m["tools"]),
+            files=MappingProxyType({name: FileEntry(e["sha256"], int(e["bytes"]))
+                                    for name, e in m["files"].items()}),
+        )
+
+    def to_json(self) -> dict:
+        """The current schema's JSON object (strict JSON: no NaN or Infinity)."""
+        doc = {
+            "schema_version": SCHEMA_VERSION, "format": FORMAT,
+            "model_id": self.model_id, "task": self.task, "labels": list(self.labels),
+            "outputs": {
+                "logits": {"kind": self.logits.kind, "size": self.logits.size,
+                           "meaning": self.logits.meaning},
+                "embedding": {"size": self.embedding.size, "meaning": self.embedding.meaning},
+            },
+            "sample_rate_hz": self.sample_rate_hz,
+            "normalization": {"mode": self.normalization.mode,
+                              "origin": self.normalization.origin},
+            "window_s": self.window_s, "hop_s": self.hop_s, "min_samples": self.min_samples,
+            "silence_dbfs": self.silence_dbfs,
+            "operating_points": dict(self.operating_points),
+            "default_operating_point": self.default_operating_point,
+            "positive_label": self.positive_label,
+            "prototypes": None if self.prototypes is None else {
+                "labels": list(self.prototypes.labels),
+                "vectors": [list(row) for row in self.prototypes.vectors]},
+            "graphs": [{"file": g.file, "role": g.role, "opset": g.opset,
+                        "inputs": _thawed(g.inputs), "outputs": _thawed(g.outputs)}
+                       for g in self.graphs],
+            "engines": [e.to_json() for e in self.engines],
+            "quantization": {"precision": self.quantization.precision,
+                             "method": self.quantization.method,
+                             "preset": self.quantization.preset,
+                             **_thawed(self.quantization.details)},
+            "pruning": None if self.pruning is None else {
+                "layers_kept": self.pruning.layers_kept,
+                "layers_in_checkpoint": self.pruning.layers_in_checkpoint},
+            "distillation": _thawed(self.distillation),
+            "source": {"model": self.source.model, "kind": self.source.kind,
+                       "revision": self.source.revision, "commit": self.source.commit,
+                       "architecture": self.source.architecture, "family": self.source.family,
+                       "weights": [{"file": w.file, "sha256": w.sha256}
+                                   for w in self.source.weights]},
+            "parity": _thawed(self.parity),
+            "reference_windows": {"file": self.reference_windows.file,
+                                  "count": self.reference_windows.count,
+                                  "atol": self.reference_windows.atol},
+            "tools": _thawed(self.tools),
+            "created_utc": self.created_utc,
+            "files": {name: {"sha256": e.sha256, "bytes": e.bytes}
+                      for name, e in sorted(self.files.items())},
+        }
+        return doc
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# The loaded bundle
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A validated bundle on disk: its directory and its :class:`Manifest`."""
+
+    path: Path
+    manifest: Manifest = field(hash=False, repr=False)
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest.model_id
+
+    @property
+    def task(self) -> str:
+        return self.manifest.task
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.manifest.labels
+
+    @property
+    def window_s(self) -> float:
+        return self.manifest.window_s
+
+    @property
+    def hop_s(self) -> float:
+        return self.manifest.hop_s
+
+    @property
+    def min_samples(self) -> int:
+        return self.manifest.min_samples
+
+    @property
+    def silence_dbfs(self) -> float:
+        return self.manifest.silence_dbfs
+
+    @property
+    def operating_points(self) -> dict[str, float]:
+        return dict(self.manifest.operating_points)
+
+    @property
+    def default_operating_point(self) -> str | None:
+        return self.manifest.default_operating_point
+
+    @property
+    def positive_label(self) -> str | None:
+        return self.manifest.positive_label
+
+    @property
+    def prototypes(self) -> np.ndarray | None:
+        """Prototype vectors, float32 ``[n_prototypes, dim]``, or None."""
+        protos = self.manifest.prototypes
+        return None if protos is None else protos.array()
+
+    @property
+    def gate(self) -> FidelityGate:
+        """The fidelity gate's verdict at export (see :class:`FidelityGate`)."""
+        return self.manifest.gate
 
     def graph_path(self, role: str = "full") -> Path:
         """The ONNX file of the graph with ``role``; BundleError when the bundle has none."""
-        for graph in self.manifest["graphs"]:
-            if graph["role"] == role:
-                return self.path / graph["file"]
-        raise BundleError(f"model bundle {self.path} has no graph with role {role!r}.")
+        graph = self.manifest.graph(role)
+        if graph is None:
+            raise BundleError(f"model bundle {self.path} has no graph with role {role!r}.")
+        return self.path / graph.file
+

@@ -28,6 +28,7 @@ import threading
 from pathlib import Path, PurePosixPath
 from typing import Collection
 
+from edgeser import protowire
 from edgeser.bundle import hashing
 from edgeser.errors import BundleError
 
@@ -82,26 +83,11 @@ _CHILDREN: dict[int, dict[int, int]] = {
     _ENTRY: {},
 }
 
-_VARINT, _FIXED64, _LEN, _START_GROUP, _END_GROUP, _FIXED32 = range(6)
-
-
-class _Malformed(ValueError):
-    """The bytes are not protobuf wire format; the message says what and where."""
-
-
-def _varint(buf, pos: int, end: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= end:
-            raise _Malformed(f"truncated varint at byte {pos}")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-        if shift >= 70:
-            raise _Malformed(f"varint longer than 10 bytes at byte {pos}")
+_VARINT, _FIXED64, _LEN, _START_GROUP, _END_GROUP, _FIXED32 = (
+    protowire.VARINT, protowire.FIXED64, protowire.LEN, protowire.START_GROUP,
+    protowire.END_GROUP, protowire.FIXED32)
+_Malformed = protowire.WireError
+_varint = protowire.varint
 
 
 def _skip(buf, pos: int, end: int, wire: int, number: int) -> int:

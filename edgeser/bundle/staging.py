@@ -9,16 +9,16 @@ raises, so a reader never sees a half-written bundle.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
 import stat
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from edgeser.bundle import hashing
-from edgeser.bundle.manifest import MANIFEST, Bundle, validate_manifest
+from edgeser.bundle.manifest import Bundle, FileEntry, Manifest
+from edgeser.bundle.schema import MANIFEST, validate_manifest
 from edgeser.errors import BundleError
 
 
@@ -90,13 +90,42 @@ def _refuse_existing(dest: Path) -> None:
     )
 
 
+# renameat2(2)'s RENAME_EXCHANGE swaps two paths atomically (Linux 3.15+, glibc 2.28+): a reader
+# of a replaced bundle sees the old directory or the new one, never neither.
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap ``a`` and ``b`` atomically; False where the system cannot (the caller falls back)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (38, 22, 95):  # ENOSYS, EINVAL, EOPNOTSUPP: not supported here
+        return False
+    raise OSError(errno, os.strerror(errno), str(b))
+
+
 def _publish(tmp: Path, dest: Path, overwrite: bool) -> None:
-    """Rename ``tmp`` onto ``dest``; with ``overwrite`` an existing dest is moved aside first,
-    restored if the rename fails, and deleted after."""
+    """Rename ``tmp`` onto ``dest``. With ``overwrite`` an existing dest is swapped with ``tmp``
+    in one step where the system can (then deleted), else moved aside first, restored if the
+    rename fails, and deleted after."""
     if not os.path.lexists(dest):
         os.rename(tmp, dest)
     elif not overwrite:
         _refuse_existing(dest)
+    elif _exchange(tmp, dest):
+        _remove(tmp)  # now the old bundle
     else:
         old = _sibling(dest, "old")
         os.rename(dest, old)
@@ -118,33 +147,41 @@ class BundleStage:
         self.overwrite = overwrite
         self.committed = False
 
-    def commit(self, manifest: dict) -> Bundle:
-        """Hash every file under :attr:`path` into a copy of ``manifest`` (``"files"``), validate
-        it, write and fsync ``manifest.json`` and publish the directory at the destination.
+    def commit(self, manifest: Manifest | Mapping) -> Bundle:
+        """Hash every file under :attr:`path` into the manifest's ``files``, validate the result,
+        write and fsync ``manifest.json`` and publish the directory at the destination.
 
-        Raises BundleError (nothing published) when the manifest is invalid, the destination
-        exists without ``overwrite``, or the file system refuses. Returns the published bundle.
+        ``manifest`` is a :class:`Manifest` (what the export builds) or its JSON object without
+        ``files``. Raises BundleError (nothing published) when the manifest is invalid, the
+        destination exists without ``overwrite``, or the file system refuses. Returns the
+        published bundle.
         """
         if self.committed:
             raise BundleError(f"bundle {self.dest} was already committed.")
-        if not isinstance(manifest, dict):
-            raise BundleError(f"cannot publish bundle {self.dest}: the manifest is not a dict.")
+        if not isinstance(manifest, (Manifest, Mapping)):
+            raise BundleError(f"cannot publish bundle {self.dest}: the manifest is not a Manifest.")
         try:
-            final = {**manifest, "files": _describe_files(self.path, self.dest)}
-            problems = validate_manifest(final)
+            files = _describe_files(self.path, self.dest)
+            if isinstance(manifest, Manifest):
+                doc = manifest.with_files({name: FileEntry(entry["sha256"], entry["bytes"])
+                                           for name, entry in files.items()}).to_json()
+            else:
+                doc = {**manifest, "files": files}
+            # Through the schema: what is written is exactly what load() accepts.
+            problems = validate_manifest(doc)
             if problems:
                 raise BundleError(
                     f"cannot publish bundle {self.dest}: invalid manifest: {'; '.join(problems)}."
                 )
-            text = json.dumps(final, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
-            (self.path / MANIFEST).write_text(text, encoding="utf-8")
+            final = Manifest.from_json(doc)
+            (self.path / MANIFEST).write_text(final.dumps(), encoding="utf-8")
             _fsync_tree(self.path)
             _publish(self.path, self.dest, self.overwrite)
         except OSError as err:
             detail = err.strerror or str(err)
             raise BundleError(f"cannot publish bundle {self.dest}: {detail}.") from None
         self.committed = True
-        hashing._write_stamp(self.dest.resolve(), hashing._stamp_entries(self.dest, final["files"]))
+        hashing._write_stamp(self.dest.resolve(), hashing._stamp_entries(self.dest, files))
         return Bundle(path=self.dest.absolute(), manifest=final)
 
 

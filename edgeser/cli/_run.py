@@ -39,7 +39,7 @@ def describe(detector: Detector) -> None:
     lines = [
         f"bundle    {b.path} ({b.model_id}, {b.task})",
         f"labels    {', '.join(b.labels)} ({run.logits_kind})",
-        f"precision {b.manifest.get('quantization', {}).get('recipe', 'fp32')}",
+        f"precision {b.manifest.quantization.precision} ({b.manifest.quantization.describe()})",
         f"windows   {run.window_s:g} s, hop {run.hop_s:g} s, silence below "
         f"{run.silence_dbfs:g} dBFS, batch {detector.options.batch_size}",
         f"device    {detector.device.label()}",

@@ -20,7 +20,8 @@ def export_summary(result, console: Console | None = None) -> None:
     for name, size in sorted(result.file_bytes.items()):
         table.add_row(name, _mib(size))
     p = result.parity
-    table.add_row("precision", result.quantization.get("recipe", "fp32"))
+    q = result.quantization
+    table.add_row("precision", q.precision + (f" (--recipe {q.preset})" if q.preset else ""))
     table.add_row("parity audio", f"{p['windows']} windows: {result.eval_audio}")
     table.add_row("ONNX vs PyTorch", f"max abs error logits {p['logits_max_abs_error']:.1e}, "
                   f"embedding {p['embedding_max_abs_error']:.1e}")

@@ -41,10 +41,8 @@ def bench(
     from edgeser.atomic import atomic_text
     from edgeser.cli._bench_report import print_report
     from edgeser.cli._model import existing
-    from edgeser.detector import bundle_precision
     from edgeser.errors import EdgeserError
     from edgeser.inference import default_threads
-    from edgeser import bundle as bundles
 
     try:
         sizes = tuple(int(b) for b in batches.split(","))
@@ -55,14 +53,13 @@ def bench(
                                  "integers.", param_hint="--batches") from None
     try:
         bundle_dir = existing(model, "edgeser bench --model")
-        loaded = bundles.load(bundle_dir)
-        resolved = devices.resolve_device(device, fallback=fallback,
-                                          precision=bundle_precision(loaded))
+        resolved = devices.resolve_device(device, fallback=fallback)
         report = benchmark.run_bench(
             bundle_dir, resolved, threads=threads or default_threads(),
             windows_s=tuple(window) or None, duration_s=None if runs else duration, runs=runs,
             batches=sizes, with_cold_start=cold,
             progress=lambda message: print(f"edgeser: bench: {message}", file=sys.stderr),
+            fallback=fallback,
         )
     except EdgeserError as err:
         print(f"edgeser: {err}", file=sys.stderr)

@@ -39,7 +39,8 @@ def export(
     quantize: str = typer.Option("int8", help="int8, fp16 or none (FP32)."),
     recipe: Optional[str] = typer.Option(None, help="INT8 recipe preset [default: blockwise-int8, "
                                          "static-minmax for "
-                                         "--engine tensorrt]."),
+                                         "--engine tensorrt; static-symmetric makes INT8 bundles for TensorRT engines "
+                                         "built later on the device]."),
     calibration: Optional[Path] = typer.Option(None, help="Folder of real audio to calibrate "
                                                "INT8 activation ranges [default: generated speech]."),
     calibration_windows: int = typer.Option(64, min=1, help="Calibration windows."),
@@ -56,9 +57,10 @@ def export(
     window: Optional[float] = typer.Option(None, help="Window length in seconds [default: per task]."),
     hop: Optional[float] = typer.Option(None, help="Hop in seconds [default: per task]."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle."),
-    engine: Optional[str] = typer.Option(None, help="tensorrt: also build a TensorRT engine for "
-                                         "this device's GPU (needs --quantize fp16 or int8; run "
-                                         "on the target device) [default: none, ONNX only]."),
+    engine: Optional[str] = typer.Option(None, help="tensorrt: also build this device's "
+                                         "TensorRT engine into the bundle (fp16 from an FP32/FP16 "
+                                         "bundle, int8 from a static symmetric one; needs "
+                                         "onnxruntime-gpu with TensorRT) [default: none, ONNX only]."),
 ) -> None:
     """Export a fine-tuned wav2vec2 / HuBERT checkpoint to a verified ONNX bundle."""
     points = _operating_points(operating_point)

@@ -3,9 +3,9 @@ windows."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
-from pathlib import Path
 
 import typer
 
@@ -18,22 +18,23 @@ def verify(
     """Rehash every file of a model bundle and run its reference windows through ONNX Runtime.
 
     Prints files hashed, windows checked and the largest error per output against the bundle's
-    tolerance, whether each TensorRT engine fits this device (not checked without TensorRT or a
-    GPU; never a failure), then OK, DEGRADED (reproduces its reference windows, but was written
+    tolerance, then each TensorRT engine: one that fits this device runs the reference windows
+    too (a failure there fails verify); others say why they are not checked here. Then OK, DEGRADED (reproduces its reference windows, but was written
     with --allow-degraded after failing the fidelity gate; the failing metrics follow) or
     FAILED. Exit code 1 when a file, hash or output does not match.
     """
     from edgeser import bundle as bundles
     from edgeser import engines
-    from edgeser.errors import BundleError
-
     from edgeser.cli._model import existing
+    from edgeser.errors import BundleError
+    from edgeser.verification import verify as verify_bundle
 
     try:
-        report = bundles.verify(existing(bundle, "edgeser verify"))
+        loaded = bundles.load(existing(bundle, "edgeser verify"), rehash=True)  # once
+        report = verify_bundle(loaded)
         # TensorRT engines are device-specific: one that does not fit this device is reported,
-        # never a failure (the ONNX graph is the portable form, checked by verify).
-        engine_lines = engines.engine_statuses(bundles.load(report.bundle).manifest)
+        # never a failure (the ONNX graph is the portable form, checked above).
+        engine_checks = engines.check_engines(loaded)
     except BundleError as err:
         print(f"edgeser: {err}", file=sys.stderr)
         raise typer.Exit(1)
@@ -43,8 +44,12 @@ def verify(
     for name, error in report.max_abs_error.items():
         shown = "n/a" if math.isnan(error) else f"{error:.3g}"
         typer.echo(f"{name:<9} max abs error {shown} (atol {report.atol:g})")
-    for line in engine_lines:
-        typer.echo(line)
+    for check in engine_checks:
+        typer.echo(check.line)
+    failed_engines = [check for check in engine_checks if not check.ok]
+    if failed_engines:
+        report = dataclasses.replace(report, ok=False, problems=report.problems + tuple(
+            check.line for check in failed_engines))
     if report.ok and report.gate.degraded:
         # Intact and reproducible, but written with --allow-degraded: never a plain OK.
         typer.echo(f"DEGRADED: failed the fidelity gate at export ({'; '.join(report.gate.failures)})")

@@ -1,7 +1,8 @@
-"""Self-check against the reference windows: :func:`verify` and :class:`VerifyReport`.
+"""Self-check of a bundle on this device: :func:`verify` and :class:`VerifyReport`.
 
-Runtime only: numpy and onnxruntime, which is imported inside :func:`verify` (through
-:mod:`edgeser.inference`) so that importing :mod:`edgeser.bundle` stays light.
+Sits above :mod:`edgeser.bundle` (reading) and :mod:`edgeser.inference` (running): every file is
+rehashed, then the stored reference windows run through ONNX Runtime and are compared with
+their expected outputs.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from edgeser.bundle.loading import load
-from edgeser.bundle.manifest import OUTPUT_NAMES, Bundle, FidelityGate
+from edgeser.bundle import Bundle, FidelityGate, load
+from edgeser.contract import OUTPUT_NAMES
 from edgeser.errors import BundleError
+from edgeser.inference import Session, SessionSettings
 
 
 @dataclass(frozen=True)
@@ -35,25 +37,23 @@ class VerifyReport:
 
 def _read_reference(bundle: Bundle) -> list[dict[str, np.ndarray]]:
     """``[{"input": x, "logits": y, "embedding": e}, ...]`` from the reference file."""
-    ref = bundle.manifest["reference_windows"]
-    path = bundle.path / ref["file"]
+    ref = bundle.manifest.reference_windows
+    path = bundle.path / ref.file
     keys = ("input",) + OUTPUT_NAMES
-    wanted = [[f"{k}_{i}" for k in keys] for i in range(ref["count"])]
+    wanted = [[f"{k}_{i}" for k in keys] for i in range(ref.count)]
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [name for names in wanted for name in names if name not in data.files]
             if not missing:
                 return [{k: np.asarray(data[n]) for k, n in zip(keys, names)} for names in wanted]
-        problem = f"{ref['file']} lacks {', '.join(missing[:3])}" + (" ..." if missing[3:] else "")
+        problem = f"{ref.file} lacks {', '.join(missing[:3])}" + (" ..." if missing[3:] else "")
     except Exception as err:  # zip/npz/pickle refusal errors vary by NumPy version
-        problem = f"{ref['file']} cannot be read as .npz ({err})"
+        problem = f"{ref.file} cannot be read as .npz ({err})"
     raise BundleError(f"model bundle {bundle.path}: {problem}.")
 
 
 def _session(bundle: Bundle) -> Any:
     """A CPU session on the full graph, one thread (the reference windows are few)."""
-    from edgeser.inference import Session, SessionSettings
-
     return Session(bundle, SessionSettings(threads=1))
 
 
@@ -82,16 +82,18 @@ def _run_window(session: Any, i: int, window: dict, atol: float, errors: dict, p
             problems.append(problem)
 
 
-def verify(path: str | os.PathLike) -> VerifyReport:
+def verify(target: str | os.PathLike | Bundle) -> VerifyReport:
     """Rehash every file, then run each reference window through ONNX Runtime (CPU) and compare
     ``logits`` and ``embedding`` with the stored expectations within the manifest's ``atol``.
 
-    Manifest, file and hash problems raise BundleError (as :func:`load`); numeric disagreement
-    returns a report with ``ok=False`` and the problems.
+    ``target`` is a bundle directory (loaded here with a full rehash) or a :class:`Bundle`
+    already loaded with ``rehash=True``. Manifest, file and hash problems raise BundleError (as
+    :func:`edgeser.bundle.load`); numeric disagreement returns a report with ``ok=False`` and
+    the problems.
     """
-    bundle = load(path, rehash=True)
+    bundle = target if isinstance(target, Bundle) else load(target, rehash=True)
     windows = _read_reference(bundle)
-    atol = float(bundle.manifest["reference_windows"]["atol"])
+    atol = bundle.manifest.reference_windows.atol
     session = _session(bundle)
     errors: dict[str, list[float]] = {name: [] for name in OUTPUT_NAMES}
     problems: list[str] = []
@@ -100,7 +102,7 @@ def verify(path: str | os.PathLike) -> VerifyReport:
     worst = {k: float(np.max(v)) if v else float("nan") for k, v in errors.items()}
     return VerifyReport(
         bundle=bundle.path,
-        files_checked=len(bundle.manifest["files"]),
+        files_checked=len(bundle.manifest.files),
         windows_checked=len(windows),
         max_abs_error=worst,
         atol=atol,
