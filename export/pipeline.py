@@ -23,6 +23,7 @@ from edgeser.export import (checkpoint, eval_audio, families, onnx_export, parit
 from edgeser.export import tensorrt as engines
 from edgeser.export import source as sources
 from edgeser.export import weights
+from edgeser.export import distill_record
 
 # Emotion: utterance-length windows (the models were trained on utterances of a few seconds);
 # a 1 s hop gives a value per second. Laughter: bouts last 0.5-2 s, so 1 s windows with a
@@ -277,6 +278,8 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
                                    state_dict=ckpt.state_dict)
     _check_task(built, label)
     weights.load(built, ckpt.state_dict, label, layers_kept=options.layers)
+    # A distilled student's record, checked again: never called faithful on its word alone.
+    distillation = distill_record.for_manifest(ckpt.config, ckpt.weights, label, options.layers)
     task = built.task
     if options.prototypes is not None and task != "emotion-prototypes":
         raise ExportError(f"--prototypes applies to embedding models; {label} is a {task} model.")
@@ -376,6 +379,7 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
             quantization=quantization,
             pruning=(bundle.Pruning(options.layers, layers_in_checkpoint)
                      if options.layers is not None else None),
+            distillation=distillation,
             source=bundle.Source(
                 model=options.model if src.kind == "hub" else str(src.directory),
                 kind=src.kind, revision=src.revision, commit=src.commit,

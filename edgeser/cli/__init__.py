@@ -10,7 +10,7 @@ import sys
 import typer
 
 from edgeser import __version__
-from edgeser.cli import bench, detect, engine, export, probe, verify
+from edgeser.cli import bench, detect, distill, engine, export, probe, verify
 from edgeser.errors import EdgeserError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 app.command("bench")(bench.bench)
 app.command("detect")(detect.detect)
+app.command("distill")(distill.distill)
 app.add_typer(engine.app, name="engine")
 app.command("export")(export.export)
 app.command("probe")(probe.probe)
