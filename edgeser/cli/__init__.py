@@ -10,7 +10,7 @@ import sys
 import typer
 
 from edgeser import __version__
-from edgeser.cli import bench, detect, distill, engine, export, probe, verify
+from edgeser.cli import bench, detect, distill, engine, export, probe, serve, verify
 from edgeser.errors import EdgeserError
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app.command("distill")(distill.distill)
 app.add_typer(engine.app, name="engine")
 app.command("export")(export.export)
 app.command("probe")(probe.probe)
+app.command("serve")(serve.serve)
 app.command("verify")(verify.verify)
 
 
