@@ -5,7 +5,7 @@
 Peers (all mono float32 in, float32 out, all single-threaded; see PEERS below for exact calls):
 
 * ``edgeser``           - ``edgeser.frontend.resample(x, rate)`` (one shot; includes building the
-                          filter table, as every call of that function does)
+                          filter tables, as every call of that function does)
 * ``edgeser stream``    - ``Resampler(rate)``, ``process()`` on 20 ms chunks, ``flush()``: the live
                           case (output is bit-identical to one shot; checked before timing)
 * ``soxr HQ``           - ``soxr.resample(x, rate, 16000, quality="HQ")``
@@ -239,9 +239,13 @@ def main(argv: list[str] | None = None) -> int:
             y = np.concatenate(y) if isinstance(y, list) else y
             assert y.dtype == np.float32 and y.size == n_out, (name, rate, y.dtype, y.size, n_out)
         up, down = up_down(rate)
+        stages = " then ".join(
+            f"{s.rate_in_hz / 1000:g}->{s.rate_out_hz / 1000:g} kHz {s.taps_per_phase} taps x "
+            f"{s.phases} phase{'s' if s.phases > 1 else ''}" for s in info.stages)
         notes[rate] = (
-            f"{rate} Hz: up/down {up}/{down}; edgeser {info.taps_per_phase} taps x "
-            f"{info.phases} phases, table {info.table_bytes / 1024:.0f} KiB, built in "
+            f"{rate} Hz: up/down {up}/{down}; edgeser {len(info.stages)} stage"
+            f"{'s' if len(info.stages) > 1 else ''} ({stages}; {info.taps_per_phase} input "
+            f"samples per output), tables {info.table_bytes / 1024:.0f} KiB, built in "
             f"{build_ns / 1e6:.2f} ms (included in every one-shot call); scipy default filter "
             f"{20 * max(up, down) + 1} taps; scipy long filter {h.size} taps "
             f"({h.size / up:.0f} per phase), beta {beta:.2f}, designed in {design_s * 1e3:.0f} ms "
@@ -321,8 +325,8 @@ is the median; x realtime = audio seconds / median wall seconds; "speed vs soxr 
 median over rounds of soxr HQ's time / the peer's time in the same round (below 1 = slower than
 soxr HQ).
 
-Peers: **edgeser** = `edgeser.frontend.resample(x, rate)` (native backend; the filter table is
-built inside every call); **edgeser stream** = one `Resampler(rate)` fed 20 ms chunks
+Peers: **edgeser** = `edgeser.frontend.resample(x, rate)` (native backend; the filter tables
+are built inside every call); **edgeser stream** = one `Resampler(rate)` fed 20 ms chunks
 (pre-split, outputs kept in a list, then `flush()`), bit-identical to one shot (checked), so its
 quality columns are the one-shot figures; **soxr HQ** = `soxr.resample(x, rate, 16000,
 quality="HQ")`; **scipy poly** = `scipy.signal.resample_poly(x, up, down)` with its default

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgeser import frontend
 from edgeser.results import Summary
 
 __all__ = ["Scorer", "SummaryAccumulator"]
@@ -40,31 +41,41 @@ class Scorer:
 
 
 class SummaryAccumulator:
-    """Running per-file summary: constant memory however many windows pass through it."""
+    """Running per-file summary: constant memory however many windows pass through it. The
+    counts and sums live in the native stream summary (``edgeser_summary`` through
+    :class:`edgeser.frontend.StreamSummary`), the same code firmware runs."""
 
     def __init__(self, scorer: Scorer):
         self._scorer = scorer
-        self._sums = np.zeros(len(scorer.labels), dtype=np.float64)
-        self.windows = 0
-        self.voiced = 0
-        self.events = 0
-        self.event_samples = 0
+        self._summary = frontend.StreamSummary(len(scorer.labels))
+
+    @property
+    def windows(self) -> int:
+        return self._summary.totals().windows
+
+    @property
+    def voiced(self) -> int:
+        return self._summary.totals().voiced
+
+    @property
+    def events(self) -> int:
+        return self._summary.totals().events
+
+    @property
+    def event_samples(self) -> int:
+        return self._summary.totals().event_samples
 
     def add_window(self, scores: dict[str, float] | None) -> None:
-        self.windows += 1
-        if scores is not None:
-            self.voiced += 1
-            self._sums += [scores[label] for label in self._scorer.labels]
+        self._summary.add_window(None if scores is None
+                                 else [scores[label] for label in self._scorer.labels])
 
     def add_event(self, start: int, stop: int) -> None:
-        self.events += 1
-        self.event_samples += stop - start
+        self._summary.add_event(start, stop)
 
     def summary(self) -> Summary:
-        if not self.voiced:
-            return Summary(self.windows, 0, None, None, self.events, self.event_samples / 16000)
-        means = self._sums / self.voiced
-        scores = {label: float(v) for label, v in zip(self._scorer.labels, means)}
-        top = self._scorer.labels[int(np.argmax(means))] if self._scorer.has_top_label else None
-        return Summary(self.windows, self.voiced, scores, top, self.events,
-                       self.event_samples / 16000)
+        t = self._summary.totals()
+        if t.means is None:
+            return Summary(t.windows, 0, None, None, t.events, t.event_s)
+        scores = {label: float(v) for label, v in zip(self._scorer.labels, t.means)}
+        top = self._scorer.labels[t.top] if self._scorer.has_top_label else None
+        return Summary(t.windows, t.voiced, scores, top, t.events, t.event_s)

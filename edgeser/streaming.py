@@ -1,15 +1,18 @@
 """The detection pipeline as a stream: chunks of audio in, scored windows and events out.
 
 File mode and live streams run through the same :class:`DetectionStream`, so they give the same
-windows and (up to batching) the same numbers. Per chunk: mixdown to mono, the native streaming
-resampler to 16 kHz (bit-identical to one-shot resampling for any chunking), then
-:class:`WindowCutter` cuts windows exactly as :func:`edgeser.frontend.windows` does over the whole
-signal: full windows every hop, each as soon as its last sample exists, and at the end one short
-window for the tail no full window covered. Each window is gated on its raw level, normalised,
-batched with windows of equal length and inferred.
+windows and (up to batching) the same numbers. Per chunk: mixdown to mono, then the frontend's
+:class:`~edgeser.frontend.Windower` (the native ``edgeser_windower``): the streaming resampler to
+16 kHz (bit-identical to one-shot resampling for any chunking), windows exactly as
+:func:`edgeser.frontend.windows` cuts them over the whole signal (full windows every hop, each
+as soon as its last sample exists, and at the end one short window for the tail no full window
+covered), each with its raw level for the silence gate and normalised when the bundle says so.
+Voiced windows are batched with windows of equal length and inferred; silent ones are reported,
+not scored. Events and the summary come from the native event tracker and summary too
+(:mod:`edgeser.events`, :mod:`edgeser.scoring`).
 
-Memory is constant in the stream's length: the cutter keeps at most one window plus the last
-chunk, pending windows are at most one batch, and summaries are running sums.
+Memory is constant in the stream's length: the windower keeps at most one window plus one block
+of resampled samples, pending windows are at most one batch, and summaries are running sums.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Callable
 import numpy as np
 
 from edgeser import frontend
+from edgeser.contract import SAMPLE_RATE_HZ
 from edgeser.errors import AudioError, DetectionError
 from edgeser.events import EventTracker
 from edgeser.results import Event, FileEnd, WindowResult
@@ -30,47 +34,27 @@ __all__ = ["DetectionStream", "StreamStep", "WindowCutter"]
 
 
 class WindowCutter:
-    """16 kHz samples in, ``(index, start, samples)`` windows out, with constant memory."""
+    """16 kHz samples in, ``(index, start, samples)`` raw windows out, with constant memory: the
+    frontend's :class:`~edgeser.frontend.Windower` at 16 kHz (where the resampler is the
+    identity) without normalisation. :class:`DetectionStream` uses the windower directly."""
 
     def __init__(self, window: int, hop: int, min_samples: int):
         self.window, self.hop, self.min_samples = window, hop, min_samples
-        self.total = 0  # samples pushed so far
-        self._buf = np.zeros(0, dtype=np.float32)
-        self._buf_start = 0  # absolute index of _buf[0]
-        self._full = 0  # full windows emitted
+        self._windower = frontend.Windower(SAMPLE_RATE_HZ, window, hop, min_samples=min_samples,
+                                           normalize=False)
+
+    @property
+    def total(self) -> int:
+        """Samples pushed so far (after :meth:`finish`, all of them)."""
+        return self._windower.samples
 
     def push(self, x: np.ndarray) -> list[tuple[int, int, np.ndarray]]:
-        self._buf = np.concatenate([self._buf, x]) if self._buf.size else x
-        self.total += len(x)
-        out = []
-        while self._full * self.hop + self.window <= self.total:
-            start = self._full * self.hop
-            offset = start - self._buf_start
-            out.append((self._full, start, self._buf[offset:offset + self.window].copy()))
-            self._full += 1
-        self._drop_before(self._full * self.hop)
-        return out
+        return [(w.index, w.start, w.samples) for w in self._windower.push(x)]
 
     def finish(self) -> list[tuple[int, int, np.ndarray]]:
-        """The final short window, if the tail needs one (the rule of ``frontend.windows``)."""
-        n = self.total
-        if self._full == 0:
-            start = 0
-            wanted = n > 0 and n >= self.min_samples
-        else:
-            start = self._full * self.hop
-            covered = (self._full - 1) * self.hop + self.window
-            wanted = covered < n and n - start >= self.min_samples
-        if not wanted:
-            return []
-        offset = start - self._buf_start
-        return [(self._full, start, self._buf[offset:].copy())]
-
-    def _drop_before(self, keep_from: int) -> None:
-        drop = keep_from - self._buf_start
-        if drop > 0:
-            self._buf = self._buf[drop:].copy()
-            self._buf_start = keep_from
+        """The windows the end completes: the last full one and the final short window, if the
+        tail needs one (the rule of ``frontend.windows``)."""
+        return [(w.index, w.start, w.samples) for w in self._windower.finish()]
 
 
 @dataclass(frozen=True)
@@ -118,11 +102,12 @@ class DetectionStream:
         self.live = live
         self._config = config
         try:
-            self._resampler = frontend.Resampler(rate_hz)
+            self._windower = frontend.Windower(
+                rate_hz, config.window, config.hop, min_samples=config.min_samples,
+                silence_dbfs=config.silence_dbfs, normalize=config.normalize)
         except frontend.FrontendError as err:
             raise AudioError(f"{source}: {err}.") from None
-        self._cutter = WindowCutter(config.window, config.hop, config.min_samples)
-        self._pending: list[tuple[int, int, np.ndarray]] = []
+        self._pending: list[frontend.PreparedWindow] = []
         self._summary = SummaryAccumulator(config.scorer)
         self._tracker = config.new_tracker()
         self._lock = threading.Lock()
@@ -132,13 +117,13 @@ class DetectionStream:
     @property
     def samples(self) -> int:
         """16 kHz samples produced so far."""
-        return self._cutter.total
+        return self._windower.samples
 
     def feed(self, chunk: object) -> StreamStep:
         """Take the next chunk; return the windows (and events) it completed."""
         with self._owned():
             mono = self._mono(chunk)
-            self._pending += self._cutter.push(self._resampled(self._resampler.process(mono)))
+            self._pending += self._checked(self._windower.push(mono))
             if self.live or len(self._pending) >= self._config.batch_size:
                 return self._drain()
             return StreamStep()
@@ -147,15 +132,14 @@ class DetectionStream:
         """End the stream: the last windows, the remaining events and the :class:`FileEnd`."""
         with self._owned():
             self._closed = True
-            self._pending += self._cutter.push(self._resampled(self._resampler.flush()))
-            self._pending += self._cutter.finish()
+            self._pending += self._checked(self._windower.finish())
             if self._summary.windows == 0 and not self._pending:
                 raise AudioError(self._too_short())
             step = self._drain()
             events = step.events
             if self._tracker is not None:
                 events += self._record(self._tracker.finish())
-            end = FileEnd(self.source, self.rate_hz, self.channels, self._cutter.total,
+            end = FileEnd(self.source, self.rate_hz, self.channels, self._windower.samples,
                           self._summary.summary(), tuple(self.warnings))
             return StreamStep(step.windows, events, end)
 
@@ -186,18 +170,19 @@ class DetectionStream:
         except frontend.FrontendError as err:
             raise AudioError(f"{self.source}: {err}.") from None
 
-    def _resampled(self, x: np.ndarray) -> np.ndarray:
+    def _checked(self, windows: list[frontend.PreparedWindow]) -> list[frontend.PreparedWindow]:
         # Finite input can still overflow float32 in the filter (samples near its maximum).
-        if x.size and not np.isfinite(x).all():
-            raise AudioError(f"{self.source}: samples near the float32 maximum overflow when "
-                             "resampled; scale the audio to [-1, 1].")
-        return x
+        for w in windows:
+            if not (np.isfinite(w.level_dbfs) and np.isfinite(w.samples).all()):
+                raise AudioError(f"{self.source}: samples near the float32 maximum overflow "
+                                 "when resampled; scale the audio to [-1, 1].")
+        return windows
 
     def _too_short(self) -> str:
-        n = self._cutter.total
+        n = self._windower.samples
         if n == 0:
             return f"{self.source}: holds no audio, so there is nothing to detect."
-        return (f"{self.source}: {n / 16000:.4f} s of audio is shorter than one model frame "
+        return (f"{self.source}: {n / SAMPLE_RATE_HZ:.4f} s of audio is shorter than one model frame "
                 f"({self._config.min_samples} samples at 16 kHz), so there is nothing to detect.")
 
     def _drain(self) -> StreamStep:
@@ -215,25 +200,22 @@ class DetectionStream:
             self._summary.add_event(e.start, e.stop)
         return tuple(events)
 
-    def _infer(self, pending: list[tuple[int, int, np.ndarray]]) -> list[WindowResult]:
+    def _infer(self, pending: list[frontend.PreparedWindow]) -> list[WindowResult]:
         c = self._config
-        levels = [frontend.rms_dbfs(x) for _, _, x in pending]
-        voiced = [i for i, level in enumerate(levels) if level >= c.silence_dbfs]
         scored: dict[int, tuple[dict[str, float], str | None]] = {}
         by_length: dict[int, list[int]] = {}
-        for i in voiced:
-            by_length.setdefault(len(pending[i][2]), []).append(i)
+        for i, w in enumerate(pending):
+            if not w.silent:
+                by_length.setdefault(w.length, []).append(i)
         for members in by_length.values():
             for b in range(0, len(members), c.batch_size):
                 batch = members[b:b + c.batch_size]
-                x = np.stack([frontend.normalize(pending[i][2]) if c.normalize else pending[i][2]
-                              for i in batch])
-                logits, _ = c.run(x)
+                logits, _ = c.run(np.stack([pending[i].samples for i in batch]))
                 scored.update(zip(batch, c.scorer(logits)))
         out = []
-        for i, (index, start, x) in enumerate(pending):
+        for i, w in enumerate(pending):
             scores, top = scored.get(i, (None, None))
-            out.append(WindowResult(index, start, start + len(x), levels[i], i not in scored,
+            out.append(WindowResult(w.index, w.start, w.stop, w.level_dbfs, i not in scored,
                                     scores, top))
         return out
 

@@ -407,3 +407,81 @@ def test_truncated_file_is_detected_with_a_warning(dimensional, tmp_path):
 def test_options_object_and_keywords_are_exclusive(tiny_bundles):
     with pytest.raises(TypeError):
         Detector.load(tiny_bundles("dimensional"), options=DetectionOptions(), threads=1)
+
+
+# ------------------------------------------------------------------------------------------
+# The native windower and event tracker behind the stream
+# ------------------------------------------------------------------------------------------
+
+
+def _level_logits(batch: np.ndarray):
+    """A stand-in laughter model: the louder the window, the more 'laughter' (raw windows)."""
+    rms = np.sqrt(np.mean(np.asarray(batch, np.float64) ** 2, axis=1))
+    logits = np.stack([np.zeros_like(rms), 40.0 * (rms - 0.1)], axis=1).astype(np.float32)
+    return logits, np.zeros((len(batch), 1), np.float32)
+
+
+def _bursts(rate_hz: int, seed: int = 0) -> np.ndarray:
+    """Quiet noise with loud bursts of several lengths, and a stretch of digital silence."""
+    rng = np.random.default_rng(seed)
+    x = 0.02 * rng.standard_normal(12 * rate_hz)
+    for start_s, length_s in ((1.0, 0.6), (2.0, 0.3), (4.0, 1.5), (8.5, 0.4), (9.2, 0.4)):
+        a, b = int(start_s * rate_hz), int((start_s + length_s) * rate_hz)
+        x[a:b] = 0.4 * rng.standard_normal(b - a)
+    x[int(6 * rate_hz):int(7.5 * rate_hz)] = 0.0
+    return x.astype(np.float32)
+
+
+def _offline_events(windows, threshold, release, merge_gap):
+    """The event rule stated offline: hysteresis activity, then unions joined across gaps."""
+    events, on, current = [], False, None
+    for w in windows:
+        p = None if w.scores is None else w.scores["laughter"]
+        on = p is not None and p >= (release if on else threshold)
+        if not on:
+            continue
+        if current is not None and w.start - current[1] > merge_gap:
+            events.append(tuple(current))
+            current = None
+        current = [w.start, w.stop] if current is None else [current[0], max(current[1], w.stop)]
+    return events + ([tuple(current)] if current is not None else [])
+
+
+@pytest.mark.parametrize("rate_hz,release", [(16000, 0.7), (44100, 0.3), (48000, 0.5)])
+def test_stream_events_with_hysteresis_follow_the_rule_for_any_chunking(rate_hz, release):
+    settings = EventSettings("laughter", 0.7, 0, 4000, release=release)
+    config = StreamConfig(run=_level_logits, scorer=Scorer(("other", "laughter"), "class-logits"),
+                          window=8000, hop=1600, min_samples=400, silence_dbfs=-60.0,
+                          normalize=False, batch_size=4,
+                          new_tracker=lambda: EventTracker(settings))
+    x = _bursts(rate_hz)
+    whole = DetectionStream(config, rate_hz, live=False)
+    step = whole.feed(x)
+    last = whole.close()
+    windows = list(step.windows + last.windows)
+    events = list(step.events + last.events)
+    assert [(w.start, w.stop) for w in windows] == [
+        (w.start, w.stop) for w in frontend.windows(last.end.samples, 0.5, 0.1)]
+    assert any(w.silent for w in windows) and events
+    assert [(e.start, e.stop) for e in events] == _offline_events(windows, 0.7, release, 4000)
+    assert last.end.summary.events == len(events)
+    for seed in range(2):
+        w2, e2, end = feed_in_random_chunks(DetectionStream(config, rate_hz), x, seed, 3000)
+        assert [(w.start, w.stop, w.silent) for w in w2] == [(w.start, w.stop, w.silent)
+                                                              for w in windows]
+        assert max_score_difference(w2, windows) <= STREAM_ATOL
+        assert [(e.start, e.stop) for e in e2] == [(e.start, e.stop) for e in events]
+        assert end.samples == last.end.samples
+
+
+def test_stream_windows_are_the_native_windowers(dimensional):
+    """DetectionStream's windows are the frontend Windower's: same positions, levels, silence."""
+    x = speech_like(6.3, 44100, seed=12)
+    x[44100:3 * 44100] = 0.0
+    result = dimensional.detect(x, 44100)
+    windower = frontend.Windower(44100, dimensional._window, dimensional._hop,
+                                 silence_dbfs=dimensional._silence_dbfs)
+    prepared = windower.push(x) + windower.finish()
+    assert [(w.start, w.stop, w.silent) for w in result.windows] == [
+        (p.start, p.stop, p.silent) for p in prepared]
+    assert [w.level_dbfs for w in result.windows] == [p.level_dbfs for p in prepared]

@@ -1,5 +1,6 @@
 """The compiled frontend's version check: the real module agrees with the package and the header,
-and a module from another build is refused at import with one sentence that says how to fix it."""
+and a module from another build is refused at import with one sentence that says how to fix it.
+Likewise its rate: the header's EDGESER_TARGET_RATE_HZ must be edgeser.contract.SAMPLE_RATE_HZ."""
 
 from __future__ import annotations
 
@@ -101,3 +102,38 @@ def test_import_refuses_a_module_from_another_build():
     assert run.returncode != 0
     assert "ImportError: the compiled frontend edgeser._native is version" in run.stderr
     assert "99.0.0" in run.stderr
+
+
+# ------------------------------------------------------------------ the rate against the contract
+
+
+def test_real_module_rate_is_the_contracts():
+    if not _binding.NATIVE:
+        pytest.skip("edgeser._native is not built")
+    from edgeser import contract
+
+    assert _binding.lib.EDGESER_TARGET_RATE_HZ == contract.SAMPLE_RATE_HZ
+    header_rate = re.search(r"^#define EDGESER_TARGET_RATE_HZ (\d+)u$", HEADER.read_text(),
+                            re.MULTILINE)
+    assert int(header_rate.group(1)) == contract.SAMPLE_RATE_HZ
+    _binding.check_target_rate(_binding.lib.EDGESER_TARGET_RATE_HZ, contract.SAMPLE_RATE_HZ)
+
+
+def test_a_rate_mismatch_is_one_sentence_naming_both_rates():
+    with pytest.raises(ImportError) as info:
+        _binding.check_target_rate(16000, 22050)
+    message = str(info.value)
+    assert "16000 Hz" in message and "22050 Hz" in message
+    assert "EDGESER_TARGET_RATE_HZ" in message and "SAMPLE_RATE_HZ" in message
+    prose = re.sub(r"`[^`]*`", "", message)
+    assert "\n" not in message and not re.search(r"[.;!?]\s", prose)  # one sentence
+
+
+def test_import_refuses_a_header_rate_other_than_the_contracts():
+    if not _binding.NATIVE:
+        pytest.skip("edgeser._native is not built")
+    code = "import edgeser.contract as c; c.SAMPLE_RATE_HZ = 22050\nimport edgeser.frontend"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode != 0
+    assert "ImportError: the compiled frontend edgeser._native resamples to 16000 Hz" in run.stderr
+    assert "22050 Hz" in run.stderr

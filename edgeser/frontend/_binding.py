@@ -1,10 +1,14 @@
-"""Thin 1:1 layer over the compiled ``edgeser._native`` module: loading, a version check, and
-one status check.
+"""Thin 1:1 layer over the compiled ``edgeser._native`` module: loading, a version check, a check
+of the header's rate against :mod:`edgeser.contract`, and one status check.
 
 When the module is missing (a source checkout that was never built) the frontend falls back to
 the NumPy reference and says so loudly; with EDGESER_REQUIRE_NATIVE=1 the absence is an error.
 A module that is present but was compiled from another version of the C sources than the
-package around it (a stale build left behind by an upgrade) is an ImportError, never a fallback.
+package around it (a stale build left behind by an upgrade), or from a header whose
+EDGESER_TARGET_RATE_HZ is not the contract's SAMPLE_RATE_HZ, is an ImportError, never a fallback.
+
+Whether the module loaded is decided here, once: ``NATIVE``. The frontend picks its backend from
+it at import (``_native_backend`` or ``reference``) and no function consults it afterwards.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import re
 import sys
 import warnings
 
+from edgeser import contract
 from edgeser.errors import FrontendError
 
 try:
@@ -77,11 +82,24 @@ def check_version(compiled: tuple[int, int, int], expected: tuple[str, str] | No
         )
 
 
+def check_target_rate(compiled_hz: int, contract_hz: int) -> None:
+    """Raise ImportError when the compiled header's EDGESER_TARGET_RATE_HZ (``compiled_hz``)
+    differs from :data:`edgeser.contract.SAMPLE_RATE_HZ` (``contract_hz``)."""
+    if int(compiled_hz) != int(contract_hz):
+        raise ImportError(
+            f"the compiled frontend edgeser._native resamples to {compiled_hz} Hz "
+            f"(EDGESER_TARGET_RATE_HZ) but edgeser.contract.SAMPLE_RATE_HZ is {contract_hz} Hz, "
+            f"so native/include/edgeser/frontend.h and edgeser/contract.py disagree: make them "
+            f"equal and rebuild with `pip install -e . --no-deps`"
+        )
+
+
 if NATIVE:
     check_version(
         (lib.EDGESER_VERSION_MAJOR, lib.EDGESER_VERSION_MINOR, lib.EDGESER_VERSION_PATCH),
         expected_version(),
     )
+    check_target_rate(lib.EDGESER_TARGET_RATE_HZ, contract.SAMPLE_RATE_HZ)
 
 
 def check(status: int, what: str) -> None:

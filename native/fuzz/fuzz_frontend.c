@@ -4,7 +4,11 @@
  *
  *   PCM bytes -> edgeser_pcm_to_float -> edgeser_mixdown -> resampler (streamed in fuzzed
  *   chunks, and one shot) -> edgeser_window_count/bounds -> edgeser_normalize and
- *   edgeser_rms_dbfs per window.
+ *   edgeser_rms_dbfs per window;
+ *   the same PCM bytes -> the streaming windower (edgeser_windower_*, pushed in fuzzed chunks,
+ *   pulled eagerly or only when full), whose windows must be those of the path above bit for
+ *   bit (positions, levels, silence flags, samples);
+ *   window levels as probabilities -> the event tracker and the summary (invariants only).
  *
  * Input layout: the first HEADER_BYTES bytes choose the parameters (missing bytes read as 0),
  * the rest is PCM.
@@ -63,6 +67,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FLAGB_FRESH 0x07u         /* all three set: stream on a new resampler of the other kind */
 #define FLAGB_HUGE_QUERY 0x08u    /* query max_output for enormous n_in */
+#define FLAGB_WINDOWER_HEAP 0x10u /* windower from create (else init in caller memory) */
+#define FLAGB_LAZY_PULL 0x20u     /* pull windows only when a push cannot take everything */
+#define FLAGB_RAW 0x40u           /* windows not normalised */
+#define FLAGB_HYSTERESIS 0x80u    /* the event tracker with a release below its threshold */
+/* Windows up to this many samples go through the windower (its memory is about that). */
+#define MAX_WINDOWER_WINDOW (1u << 20)
 
 static const uint32_t kCommonRates[] = {8000,  11025, 12000, 16000,  22050,  24000,
                                         32000, 44100, 48000, 64000,  88200,  96000,
@@ -280,9 +290,31 @@ static void check_info(const edgeser_resampler *r, uint32_t rate)
     REQUIRE(info.rate_out_hz == EDGESER_TARGET_RATE_HZ);
     REQUIRE(info.up > 0u && info.down > 0u);
     REQUIRE((uint64_t)info.up * rate == (uint64_t)info.down * EDGESER_TARGET_RATE_HZ);
-    REQUIRE(info.taps_per_phase > 0u && info.phases > 0u && info.phases <= info.up);
-    REQUIRE(info.exact == (info.phases == info.up));
+    REQUIRE(info.taps_per_phase > 0u && info.phases > 0u);
     REQUIRE(info.table_bytes <= EDGESER_TABLE_BUDGET_BYTES);
+    {
+        /* The stages: their ratios chain from the input rate to 16 kHz; each has at most its
+         * own L phases; the whole is exact when every stage is; the tables add up. */
+        edgeser_resampler_info s;
+        uint32_t count = 0, k, rate_at = rate;
+        int exact = 1;
+        size_t table = 0;
+        REQUIRE(CALL(edgeser_resampler_stage_count(r, &count)) == EDGESER_OK);
+        REQUIRE(count == 1u || count == 2u);
+        for (k = 0; k < count; ++k) {
+            REQUIRE(CALL(edgeser_resampler_stage_info(r, k, &s)) == EDGESER_OK);
+            REQUIRE(s.rate_in_hz == rate_at && s.up > 0u && s.down > 0u);
+            REQUIRE((uint64_t)s.up * s.rate_in_hz == (uint64_t)s.down * s.rate_out_hz);
+            REQUIRE(s.phases > 0u && s.phases <= s.up && s.exact == (s.phases == s.up));
+            REQUIRE(k > 0u || s.phases == info.phases);
+            exact &= s.exact;
+            table += s.table_bytes;
+            rate_at = s.rate_out_hz;
+        }
+        REQUIRE(rate_at == EDGESER_TARGET_RATE_HZ);
+        REQUIRE(info.exact == exact && info.table_bytes == table);
+        REQUIRE(CALL(edgeser_resampler_stage_info(r, count, &s)) == EDGESER_ERR_ARGUMENT);
+    }
     REQUIRE(info.state_bytes == bytes);
     REQUIRE(info.passband_hz > 0.0 && info.passband_hz <= info.stopband_hz);
     REQUIRE(info.stopband_hz <= 0.5 * (double)(rate < EDGESER_TARGET_RATE_HZ ? rate : EDGESER_TARGET_RATE_HZ));
@@ -883,6 +915,187 @@ static void huge_windows(const params *p)
             EDGESER_ERR_ARGUMENT);
 }
 
+/* ---------------------------------------------------------------- windower ----------- */
+
+/* Events from the windows' levels as probabilities: invariants of the tracker and summary. */
+static void events_from(const edgeser_window *w, size_t count, const params *p)
+{
+    edgeser_event_config c;
+    edgeser_event_tracker *t = NULL;
+    edgeser_summary *s = NULL;
+    edgeser_summary_totals totals;
+    edgeser_event e;
+    uint64_t last_stop = 0u, n_events = 0u, samples = 0u;
+    size_t k;
+    int closed = 0;
+
+    c.threshold = 0.3 + (double)(p->chunk_seed % 50u) / 100.0;
+    c.release = (p->flags_b & FLAGB_HYSTERESIS) ? c.threshold - 0.2 : c.threshold;
+    c.min_duration = p->min_len;
+    c.merge_gap = p->hop * (p->flags & 3u);
+    REQUIRE(CALL(edgeser_event_tracker_create(&c, &t)) == EDGESER_OK);
+    REQUIRE(CALL(edgeser_summary_create(1u, &s)) == EDGESER_OK);
+    for (k = 0; k <= count; ++k) {
+        double prob = 0.0;
+        if (k < count) {
+            /* -100..0 dBFS mapped to 0..1; NaN levels (NaN input) count as silent. */
+            int silent = w[k].silent || isnan(w[k].level_dbfs);
+            prob = silent ? 0.0 : ((double)w[k].level_dbfs + 100.0) / 100.0;
+            REQUIRE(CALL(edgeser_event_tracker_add(t, w[k].start, w[k].stop, prob, silent, &e,
+                                                   &closed)) == EDGESER_OK);
+            REQUIRE(CALL(edgeser_summary_add_window(s, silent ? NULL : &prob)) == EDGESER_OK);
+        } else {
+            REQUIRE(CALL(edgeser_event_tracker_finish(t, &e, &closed)) == EDGESER_OK);
+        }
+        if (closed) {
+            /* Events are in order, do not overlap, lie within the windows, keep min_duration,
+             * and their peak reaches the threshold. */
+            REQUIRE(e.start < e.stop && e.start >= last_stop && e.windows >= 1u);
+            REQUIRE(e.stop - e.start >= c.min_duration && e.peak >= c.threshold);
+            REQUIRE(e.peak_start >= e.start && e.peak_stop <= e.stop);
+            REQUIRE(k == count || w[k].start > e.stop + c.merge_gap);
+            last_stop = e.stop;
+            n_events += 1u;
+            samples += e.stop - e.start;
+            REQUIRE(CALL(edgeser_summary_add_event(s, e.start, e.stop)) == EDGESER_OK);
+        }
+    }
+    REQUIRE(CALL(edgeser_event_tracker_add(t, 0u, 1u, 0.5, 0, &e, &closed)) == EDGESER_ERR_STATE);
+    REQUIRE(CALL(edgeser_summary_get(s, &totals, NULL)) == EDGESER_OK);
+    REQUIRE(totals.windows == count && totals.events == n_events &&
+            totals.event_samples == samples && totals.voiced + totals.silent == count);
+    edgeser_summary_destroy(s);
+    edgeser_event_tracker_destroy(t);
+}
+
+/* The windower over the first `n_frames` frames of `pcm` must give the windows of the one-shot
+ * path: edgeser_window_bounds over `res` (n_res samples), then level and normalisation. */
+static void windower(const params *p, const uint8_t *pcm, size_t n_frames, const float *res,
+                     size_t n_res)
+{
+    edgeser_windower_config c;
+    edgeser_windower *w = NULL;
+    size_t bytes = 0, frame_bytes, done = 0, count = 0, expected = 0, guard = 0;
+    void *mem = NULL;
+    float *out, *ref;
+    edgeser_window *got;
+    edgeser_status st;
+    uint32_t seed = p->chunk_seed ^ 0x9e3779b9u;
+    uint64_t total = 0;
+    int has = 0;
+
+    memset(&c, 0, sizeof(c));
+    c.rate_in_hz = p->rate;
+    c.channels = p->channels;
+    c.format = p->format;
+    c.window = p->window;
+    c.hop = p->hop;
+    c.min_len = p->min_len;
+    c.silence_dbfs = (p->flags & 0x04u) ? -INFINITY : -60.0f + (float)(p->flags_b & 7u) * 10.0f;
+    c.normalization = (p->flags_b & FLAGB_RAW) ? EDGESER_NORMALIZE_NONE
+                                                : EDGESER_NORMALIZE_PER_WINDOW;
+    st = CALL(edgeser_windower_size(&c, &bytes));
+    if (!window_args_valid(p->window, p->hop)) {
+        REQUIRE(st == EDGESER_ERR_ARGUMENT || st == EDGESER_ERR_RATE ||
+                st == EDGESER_ERR_CHANNELS || st == EDGESER_ERR_FORMAT);
+        return;
+    }
+    if (res == NULL) {
+        REQUIRE(st == EDGESER_ERR_RATE); /* mono exists, so channels and format are valid */
+        return;
+    }
+    if (p->window > MAX_WINDOWER_WINDOW || p->channels > 64u) {
+        /* Sized honestly (or refused as overflow), but too large to build per input. */
+        REQUIRE(st == EDGESER_OK || st == EDGESER_ERR_OVERFLOW);
+        return;
+    }
+    REQUIRE(st == EDGESER_OK && bytes > p->window * sizeof(float));
+    if (p->flags_b & FLAGB_WINDOWER_HEAP) {
+        REQUIRE(CALL(edgeser_windower_create(&c, &w)) == EDGESER_OK);
+    } else {
+        mem = alloc_state(bytes);
+        REQUIRE(CALL(edgeser_windower_init(mem, bytes - 1u, &c, &w)) ==
+                EDGESER_ERR_BUFFER_TOO_SMALL);
+        REQUIRE(CALL(edgeser_windower_init(mem, bytes, &c, &w)) == EDGESER_OK);
+    }
+    REQUIRE(CALL(edgeser_window_count(n_res, p->window, p->hop, p->min_len, &expected)) ==
+            EDGESER_OK);
+    out = (float *)xmalloc(p->window * sizeof(float));
+    ref = (float *)xmalloc(p->window * sizeof(float));
+    got = (edgeser_window *)xmalloc((expected + 1u) * sizeof(edgeser_window));
+    frame_bytes = edgeser_pcm_bytes_per_sample(p->format) * p->channels;
+
+    for (;;) {
+        int ending = done == n_frames;
+        if (ending) {
+            REQUIRE(CALL(edgeser_windower_finish(w)) == EDGESER_OK);
+        } else {
+            size_t step = 1u + xorshift32(&seed) % (xorshift32(&seed) & 1u ? 64u : 8192u), taken = 0;
+            if (step > n_frames - done) {
+                step = n_frames - done;
+            }
+            REQUIRE(CALL(edgeser_windower_push(w, pcm + done * frame_bytes, step, &taken)) ==
+                    EDGESER_OK);
+            REQUIRE(taken <= step);
+            done += taken;
+            if ((p->flags_b & FLAGB_LAZY_PULL) && taken == step) {
+                continue;
+            }
+        }
+        /* Pull what is ready; one call with too small a buffer first changes nothing. */
+        REQUIRE(CALL(edgeser_windower_next(w, out, p->window - 1u, &got[0], &has)) ==
+                EDGESER_ERR_BUFFER_TOO_SMALL);
+        for (;;) {
+            size_t start = 0, len = 0, i;
+            edgeser_window *g;
+            REQUIRE(count <= expected);
+            g = &got[count];
+            REQUIRE(CALL(edgeser_windower_next(w, out, p->window, g, &has)) == EDGESER_OK);
+            if (!has) {
+                break;
+            }
+            REQUIRE(count < expected);
+            REQUIRE(CALL(edgeser_window_bounds(n_res, p->window, p->hop, p->min_len, count,
+                                               &start, &len)) == EDGESER_OK);
+            REQUIRE(g->index == count && g->start == start && g->length == len &&
+                    g->stop == start + len);
+            REQUIRE(g->is_final == (len < p->window));
+            {
+                float level = 0.0f;
+                REQUIRE(CALL(edgeser_rms_dbfs(res + start, len, &level)) == EDGESER_OK);
+                REQUIRE(same_value(g->level_dbfs, level));
+                REQUIRE(g->silent == !(level >= c.silence_dbfs));
+            }
+            if (c.normalization == EDGESER_NORMALIZE_PER_WINDOW) {
+                REQUIRE(CALL(edgeser_normalize(res + start, len, ref)) == EDGESER_OK);
+            } else {
+                memcpy(ref, res + start, len * sizeof(float));
+            }
+            for (i = 0; i < len; ++i) {
+                REQUIRE(same_value(out[i], ref[i]));
+            }
+            ++count;
+        }
+        if (ending) {
+            break;
+        }
+        REQUIRE(++guard < 10000000u);
+    }
+    REQUIRE(count == expected);
+    REQUIRE(CALL(edgeser_windower_samples(w, &total)) == EDGESER_OK && total == n_res);
+    {
+        size_t taken = 0;
+        REQUIRE(CALL(edgeser_windower_push(w, pcm, 0u, &taken)) == EDGESER_ERR_STATE);
+        REQUIRE(CALL(edgeser_windower_finish(w)) == EDGESER_ERR_STATE);
+    }
+    events_from(got, count, p);
+    edgeser_windower_destroy(w);
+    free(mem);
+    free(got);
+    free(ref);
+    free(out);
+}
+
 /* ---------------------------------------------------------------- entry ---------------- */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -905,6 +1118,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     mono = decode_and_mix(&p, pcm, pcm_len, &n_mono);
     if (mono != NULL) {
         res = resample(mono, n_mono, &p, &n_res);
+    }
+    if (mono != NULL) {
+        windower(&p, pcm, n_mono, res, n_res);
     }
     if (res != NULL) {
         windows(res, n_res, &p);

@@ -1,6 +1,8 @@
 /*
  * edgeser native frontend: PCM conversion, channel mixdown, streaming resampling to 16 kHz,
- * per-window normalisation, windowing and RMS energy for the silence gate.
+ * per-window normalisation, windowing and RMS energy for the silence gate; a streaming windower
+ * that chains them (PCM in, prepared 16 kHz windows out); laughter events and per-stream
+ * summaries from per-window model outputs.
  *
  * Conventions (read these first)
  * - C99, depends on libc and libm only. Every exported symbol starts with `edgeser_`.
@@ -10,16 +12,21 @@
  *   rates are in Hz; levels in dBFS (20*log10 of the RMS, full-scale square wave = 0 dBFS,
  *   full-scale sine = -3.01 dBFS).
  * - Ownership: the caller owns every buffer. The library never keeps a pointer to caller
- *   buffers past the call that received them. A resampler's state lives either in memory the
- *   caller provides (`edgeser_resampler_size` + `edgeser_resampler_init`, for firmware without
- *   a heap) or in memory from `edgeser_resampler_create`, released by
- *   `edgeser_resampler_destroy`. Those two are the only functions that allocate.
+ *   buffers past the call that received them. Each stateful object (resampler, windower, event
+ *   tracker, summary) lives either in memory the caller provides (`edgeser_X_size` +
+ *   `edgeser_X_init`, for firmware without a heap; the memory must stay valid and unmoved
+ *   until the object is no longer used, and is released by the caller) or in memory from
+ *   `edgeser_X_create`, released by `edgeser_X_destroy`. The create functions are the only
+ *   functions that allocate.
  * - Process calls never allocate, print, block or exit. Output capacity is checked against the
  *   exact `*_max_output` figure before anything is written; on any error nothing is written
  *   and the state is unchanged.
  * - Every length computation is checked for overflow (EDGESER_ERR_OVERFLOW).
  * - Float input is not inspected for NaN or Inf here; callers that need that guarantee
  *   (the Python layer does) check before calling. NaN in gives NaN out, never a crash.
+ * - Streaming equals one shot: resampled samples and windows are bit-identical for every
+ *   chunking of the same input. Between CPUs the last bits may differ (the resampler picks
+ *   vector kernels with fused multiply-add where the CPU has them).
  * - Objects are not thread-safe; distinct objects may be used from distinct threads.
  * - Versions: EDGESER_VERSION_MAJOR/MINOR/PATCH (and EDGESER_VERSION_NUMBER =
  *   major*10000 + minor*100 + patch, EDGESER_VERSION_STRING "major.minor.patch") describe the
@@ -52,7 +59,7 @@ extern "C" {
  * shared library's file name and SONAME (native/Makefile) and the Python package version
  * (setup.py) are all derived from these three lines. Keep each a plain decimal literal. */
 #define EDGESER_VERSION_MAJOR 0
-#define EDGESER_VERSION_MINOR 1
+#define EDGESER_VERSION_MINOR 2
 #define EDGESER_VERSION_PATCH 0
 
 #if EDGESER_VERSION_MINOR > 99 || EDGESER_VERSION_PATCH > 99
@@ -71,10 +78,15 @@ extern "C" {
 /* Accepted input rates. */
 #define EDGESER_MIN_RATE_HZ 1000u
 #define EDGESER_MAX_RATE_HZ 384000u
-/* Upper bound on a resampler's coefficient table. Ratios whose exact polyphase table fits use
- * it; other ratios use a table of fewer phases with linear interpolation between phases
- * (timing stays exact, coefficients are approximated; see edgeser_resampler_info.exact). */
+/* Upper bound on a resampler's coefficient tables (all its stages together). Ratios whose
+ * exact polyphase table fits use it; other ratios use a table of fewer phases with linear
+ * interpolation between phases (timing stays exact, coefficients are approximated; see
+ * edgeser_resampler_info.exact). */
 #define EDGESER_TABLE_BUDGET_BYTES (256u * 1024u)
+/* One model frame (the conv stack's stride, 20 ms) and its receptive field (25 ms): audio
+ * shorter than EDGESER_MIN_WINDOW_SAMPLES gives the model no frame at all. */
+#define EDGESER_FRAME_SAMPLES 320u
+#define EDGESER_MIN_WINDOW_SAMPLES 400u
 /* Variance floor of the normalisation, as in Wav2Vec2FeatureExtractor. */
 #define EDGESER_NORM_EPSILON 1e-7
 /* Level reported for digital silence instead of -infinity. */
@@ -90,7 +102,7 @@ typedef enum edgeser_status {
     EDGESER_ERR_OVERFLOW = 6,        /* a length computation would overflow */
     EDGESER_ERR_STATE = 7,           /* uninitialised state, or processing after flush */
     EDGESER_ERR_ARGUMENT = 8,        /* a size, window or hop argument out of range */
-    EDGESER_ERR_NOMEM = 9            /* edgeser_resampler_create could not allocate */
+    EDGESER_ERR_NOMEM = 9            /* an edgeser_*_create function could not allocate */
 } edgeser_status;
 
 EDGESER_API const char *edgeser_strerror(edgeser_status status);
@@ -133,13 +145,13 @@ typedef struct edgeser_resampler_info {
     uint32_t rate_out_hz;       /* always EDGESER_TARGET_RATE_HZ */
     uint32_t up;                /* L: rate_out / gcd */
     uint32_t down;              /* M: rate_in / gcd */
-    uint32_t taps_per_phase;    /* input samples under the filter for one output sample */
+    uint32_t taps_per_phase;    /* input samples under the filter(s) for one output sample */
     uint32_t phases;            /* phases in the coefficient table */
     int exact;                  /* 1: table holds all `up` phases; 0: interpolated phases */
     double passband_hz;         /* response flat (< 0.001 dB ripple) up to here */
     double stopband_hz;         /* at least `stopband_db` of rejection from here */
     double stopband_db;         /* design rejection, positive dB */
-    size_t table_bytes;         /* coefficient table size, <= EDGESER_TABLE_BUDGET_BYTES */
+    size_t table_bytes;         /* coefficient tables, <= EDGESER_TABLE_BUDGET_BYTES */
     size_t state_bytes;         /* what edgeser_resampler_size reports */
 } edgeser_resampler_info;
 
@@ -155,8 +167,23 @@ EDGESER_API edgeser_status edgeser_resampler_init(void *mem, size_t bytes, uint3
 EDGESER_API edgeser_status edgeser_resampler_create(uint32_t rate_in_hz, edgeser_resampler **out);
 EDGESER_API void edgeser_resampler_destroy(edgeser_resampler *resampler);
 
+/* The whole resampler: rates, the overall ratio up/down, band edges and rejection; for a
+ * two-stage resampler taps_per_phase is the span of the two filters composed (input samples
+ * one output depends on) and phases the first stage's; exact is 1 when every stage holds all
+ * its phases; table_bytes sums the stages' tables. */
 EDGESER_API edgeser_status edgeser_resampler_info_get(const edgeser_resampler *resampler,
                                                       edgeser_resampler_info *info);
+
+/* A resampler runs one stage (16 kHz, rates below it, multiples of 16 kHz) or two (other rates
+ * above 16 kHz: to 32 kHz with a short filter, then the sharp filter from 32 to 16 kHz). */
+EDGESER_API edgeser_status edgeser_resampler_stage_count(const edgeser_resampler *resampler,
+                                                         uint32_t *count);
+
+/* Stage `index` (0 reads the input) described in an edgeser_resampler_info: its own rates,
+ * ratio, taps, phases, band edges and table; state_bytes is the whole resampler's. */
+EDGESER_API edgeser_status edgeser_resampler_stage_info(const edgeser_resampler *resampler,
+                                                        uint32_t index,
+                                                        edgeser_resampler_info *info);
 
 /* Forget all input: the next sample is time zero again. */
 EDGESER_API edgeser_status edgeser_resampler_reset(edgeser_resampler *resampler);
@@ -205,6 +232,190 @@ EDGESER_API edgeser_status edgeser_window_count(size_t n, size_t window, size_t 
 EDGESER_API edgeser_status edgeser_window_bounds(size_t n, size_t window, size_t hop,
                                                  size_t min_len, size_t k, size_t *start,
                                                  size_t *len);
+
+/* ---------------------------------------------------------------- streaming windower -- */
+
+/*
+ * PCM in, prepared 16 kHz windows out: conversion, mixdown, the streaming resampler, then
+ * windows exactly as edgeser_window_count/bounds lay them out over the whole resampled signal:
+ * full windows [k*hop, k*hop + window) as soon as their last 16 kHz sample exists (that is,
+ * once the input reaches the resampler's look-ahead past it), and after
+ * edgeser_windower_finish one short window for the tail that no full window covered (never
+ * zero-padded, dropped when shorter than min_len; a signal shorter than `window` is that one
+ * short window). Each window carries its RMS level in dBFS measured on the raw (unnormalised)
+ * samples and a silent flag (level below silence_dbfs, or NaN); its samples are normalised
+ * per window ((x - mean) / sqrt(var + 1e-7), double statistics) or left raw, as configured.
+ * A window is bit-identical to edgeser_normalize (or a copy) of the same span of the one-shot
+ * resampled signal, and its level to edgeser_rms_dbfs of that span, for every chunking.
+ *
+ * Memory is bounded: the windower buffers at most one window plus one internal block of
+ * resampled samples. edgeser_windower_push therefore takes input only while there is room:
+ * when it returns *n_taken < n_frames, pull the ready windows with edgeser_windower_next and
+ * push the rest.
+ */
+typedef struct edgeser_windower edgeser_windower;
+
+typedef enum edgeser_normalization {
+    EDGESER_NORMALIZE_NONE = 0,      /* windows are the raw resampled samples */
+    EDGESER_NORMALIZE_PER_WINDOW = 1 /* (x - mean) / sqrt(var + 1e-7) per window */
+} edgeser_normalization;
+
+typedef struct edgeser_windower_config {
+    uint32_t rate_in_hz;             /* input rate, EDGESER_MIN_RATE_HZ..EDGESER_MAX_RATE_HZ */
+    uint32_t channels;               /* interleaved input channels, averaged to mono */
+    edgeser_pcm_format format;       /* input sample format */
+    size_t window;                   /* window length in 16 kHz samples, > 0 */
+    size_t hop;                      /* hop in 16 kHz samples, 0 < hop <= window */
+    size_t min_len;                  /* shortest short window kept (EDGESER_MIN_WINDOW_SAMPLES) */
+    float silence_dbfs;              /* windows with level_dbfs below this are silent */
+    edgeser_normalization normalization;
+} edgeser_windower_config;
+
+typedef struct edgeser_window {
+    uint64_t index;                  /* 0, 1, 2, ... in stream order */
+    uint64_t start;                  /* first sample, in 16 kHz samples since the stream start */
+    uint64_t stop;                   /* one past the last sample: start + length */
+    size_t length;                   /* `window`, or fewer for the final short window */
+    float level_dbfs;                /* RMS level of the raw window (edgeser_rms_dbfs) */
+    int silent;                      /* 1 when !(level_dbfs >= silence_dbfs) */
+    int is_final;                    /* 1 for the short window after edgeser_windower_finish */
+} edgeser_window;
+
+/* Bytes of caller memory a windower for `config` needs. */
+EDGESER_API edgeser_status edgeser_windower_size(const edgeser_windower_config *config,
+                                                 size_t *bytes);
+
+/* Build a windower in caller memory `mem` of `bytes` bytes (>= edgeser_windower_size), aligned
+ * to at least 16 bytes. `*out` points into `mem`; nothing to free. */
+EDGESER_API edgeser_status edgeser_windower_init(void *mem, size_t bytes,
+                                                 const edgeser_windower_config *config,
+                                                 edgeser_windower **out);
+
+/* Heap-allocating convenience pair around size + init. */
+EDGESER_API edgeser_status edgeser_windower_create(const edgeser_windower_config *config,
+                                                   edgeser_windower **out);
+EDGESER_API void edgeser_windower_destroy(edgeser_windower *windower);
+
+/* Forget all input and windows: the next sample is time zero again. */
+EDGESER_API edgeser_status edgeser_windower_reset(edgeser_windower *windower);
+
+/* Consume up to `n_frames` interleaved frames of the configured format and channels from `pcm`
+ * (any alignment). Stops early, with *n_taken < n_frames, only when its buffer is full of ready
+ * windows: pull them, then push the rest. EDGESER_ERR_STATE after edgeser_windower_finish. */
+EDGESER_API edgeser_status edgeser_windower_push(edgeser_windower *windower, const void *pcm,
+                                                 size_t n_frames, size_t *n_taken);
+
+/* End of input: the resampler's last samples and the final short window become available
+ * to edgeser_windower_next. */
+EDGESER_API edgeser_status edgeser_windower_finish(edgeser_windower *windower);
+
+/* Pull the next ready window: its samples go to `out` (`out_capacity` >= the configured
+ * `window`), its description to `*window`, and *has_window = 1. When no window is ready
+ * (more input needed, or all windows pulled after finish), *has_window = 0 and nothing is
+ * written. */
+EDGESER_API edgeser_status edgeser_windower_next(edgeser_windower *windower, float *out,
+                                                 size_t out_capacity, edgeser_window *window,
+                                                 int *has_window);
+
+/* 16 kHz samples produced so far (after finish: ceil(n_frames_in * 16000 / rate_in_hz)). */
+EDGESER_API edgeser_status edgeser_windower_samples(const edgeser_windower *windower,
+                                                    uint64_t *samples);
+
+/* ---------------------------------------------------------------- laughter events ------ */
+
+/*
+ * Events from per-window probabilities of the positive class, fed in window order. A window is
+ * active when its probability reaches `threshold`; with hysteresis (release < threshold), once
+ * a window is active the following windows stay active while they reach `release`, and the
+ * first one below it (or a silent window) ends the run. An event is the union of active
+ * windows (boundaries are window boundaries, in 16 kHz samples), joined across gaps of up to
+ * `merge_gap` samples between one active window's end and the next one's start, and dropped
+ * when shorter than `min_duration` samples. An event is reported as soon as no later window
+ * can extend it: by the first window that starts more than `merge_gap` after its end, or by
+ * edgeser_event_tracker_finish. `peak` is its highest probability (the first window with it).
+ */
+typedef struct edgeser_event_tracker edgeser_event_tracker;
+
+typedef struct edgeser_event_config {
+    double threshold;                /* onset probability (a window with p >= it is active) */
+    double release;                  /* hysteresis: release <= threshold; equal: none */
+    uint64_t min_duration;           /* shortest event kept, 16 kHz samples */
+    uint64_t merge_gap;              /* longest gap bridged, 16 kHz samples */
+} edgeser_event_config;
+
+typedef struct edgeser_event {
+    uint64_t start;                  /* first active window's start, 16 kHz samples */
+    uint64_t stop;                   /* latest end of its active windows */
+    double peak;                     /* highest probability in the event */
+    uint64_t peak_start;             /* the window where the peak was first reached */
+    uint64_t peak_stop;
+    uint64_t windows;                /* active windows in the event */
+} edgeser_event;
+
+EDGESER_API edgeser_status edgeser_event_tracker_size(size_t *bytes);
+EDGESER_API edgeser_status edgeser_event_tracker_init(void *mem, size_t bytes,
+                                                      const edgeser_event_config *config,
+                                                      edgeser_event_tracker **out);
+EDGESER_API edgeser_status edgeser_event_tracker_create(const edgeser_event_config *config,
+                                                        edgeser_event_tracker **out);
+EDGESER_API void edgeser_event_tracker_destroy(edgeser_event_tracker *tracker);
+EDGESER_API edgeser_status edgeser_event_tracker_reset(edgeser_event_tracker *tracker);
+
+/* Take the next window, [start, stop) in 16 kHz samples with the positive-class probability
+ * (ignored when `silent` is nonzero: a silent window is not active). Windows come in index
+ * order: start never decreases, stop > start. When the window closes an event, it is written
+ * to *event and *closed = 1, else *closed = 0. A NaN probability is EDGESER_ERR_ARGUMENT. */
+EDGESER_API edgeser_status edgeser_event_tracker_add(edgeser_event_tracker *tracker,
+                                                     uint64_t start, uint64_t stop,
+                                                     double probability, int silent,
+                                                     edgeser_event *event, int *closed);
+
+/* End of the stream: the open event, if it is kept, goes to *event with *closed = 1. The
+ * tracker then takes no windows (EDGESER_ERR_STATE) until edgeser_event_tracker_reset. */
+EDGESER_API edgeser_status edgeser_event_tracker_finish(edgeser_event_tracker *tracker,
+                                                        edgeser_event *event, int *closed);
+
+/* ---------------------------------------------------------------- stream summary ------- */
+
+/*
+ * Running summary of a stream in constant memory: counts of windows, voiced and silent ones,
+ * the mean of each of `n_outputs` model outputs over the voiced windows (sums in double, in
+ * window order), and the count and total length of events.
+ */
+typedef struct edgeser_summary edgeser_summary;
+
+typedef struct edgeser_summary_totals {
+    uint64_t windows;                /* all windows added */
+    uint64_t voiced;                 /* windows added with outputs */
+    uint64_t silent;                 /* windows added as silent */
+    uint64_t events;                 /* events added */
+    uint64_t event_samples;          /* their total length, 16 kHz samples */
+    double event_seconds;            /* event_samples / 16000 */
+    int32_t top;                     /* index of the largest mean (first of equals); -1 when
+                                        no window was voiced */
+} edgeser_summary_totals;
+
+/* n_outputs: 1 to INT32_MAX. */
+EDGESER_API edgeser_status edgeser_summary_size(uint32_t n_outputs, size_t *bytes);
+EDGESER_API edgeser_status edgeser_summary_init(void *mem, size_t bytes, uint32_t n_outputs,
+                                                edgeser_summary **out);
+EDGESER_API edgeser_status edgeser_summary_create(uint32_t n_outputs, edgeser_summary **out);
+EDGESER_API void edgeser_summary_destroy(edgeser_summary *summary);
+EDGESER_API edgeser_status edgeser_summary_reset(edgeser_summary *summary);
+
+/* One window: `outputs` holds its n_outputs values (probabilities or values), or is NULL for a
+ * silent window. */
+EDGESER_API edgeser_status edgeser_summary_add_window(edgeser_summary *summary,
+                                                      const double *outputs);
+
+/* One event of [start, stop) 16 kHz samples (stop >= start). */
+EDGESER_API edgeser_status edgeser_summary_add_event(edgeser_summary *summary, uint64_t start,
+                                                     uint64_t stop);
+
+/* The totals, and the means over voiced windows into `means` (n_outputs values; may be NULL;
+ * left untouched when no window was voiced). */
+EDGESER_API edgeser_status edgeser_summary_get(const edgeser_summary *summary,
+                                               edgeser_summary_totals *totals, double *means);
 
 #ifdef __cplusplus
 }
