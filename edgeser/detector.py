@@ -66,7 +66,9 @@ class DetectionOptions:
     """Settings of a detector; None means the bundle's value (or the default named beside it).
 
     ``threshold`` and ``operating_point`` (a name from the bundle) are exclusive; both apply to
-    laughter bundles only, as do ``min_duration_s`` and ``merge_gap_s``. ``device`` is a profile
+    laughter bundles only, as do ``min_duration_s``, ``merge_gap_s`` and ``release`` (hysteresis: an
+    event that started goes on through windows at or above ``release``, at most the threshold;
+    None means the threshold, no hysteresis). ``device`` is a profile
     of :mod:`edgeser.devices` (``cpu``, ``cuda``, ``tensorrt``, ``jetson``; None picks the best
     this machine has); ``fallback`` runs on what is there when its provider is missing.
     """
@@ -80,6 +82,7 @@ class DetectionOptions:
     operating_point: str | None = None
     min_duration_s: float = DEFAULT_MIN_DURATION_S
     merge_gap_s: float = DEFAULT_MERGE_GAP_S
+    release: float | None = None
     arena: bool = True
     device: str | None = None
     fallback: bool = False
@@ -145,19 +148,21 @@ class Detector:
         except frontend.FrontendError as err:
             raise DetectionError(f"{err}.") from None
         if hop > window:
-            raise DetectionError(f"the hop ({hop / SAMPLE_RATE_HZ:g} s) must not be longer than the window "
-                                 f"({window / SAMPLE_RATE_HZ:g} s).")
+            raise DetectionError(f"the hop ({hop / SAMPLE_RATE_HZ:g} s) must not be longer than "
+                                 f"the window ({window / SAMPLE_RATE_HZ:g} s).")
         if window < self.bundle.min_samples:
-            raise DetectionError(f"the window ({window / SAMPLE_RATE_HZ:g} s) is shorter than the model's "
-                                 f"{self.bundle.min_samples}-sample receptive field.")
+            raise DetectionError(f"the window ({window / SAMPLE_RATE_HZ:g} s) is shorter than the "
+                                 f"model's {self.bundle.min_samples}-sample receptive field.")
         return window, hop
 
     def _event_settings(self, options: DetectionOptions) -> EventSettings | None:
         laughter = self.bundle.task == "laughter"
         if not laughter:
-            if options.threshold is not None or options.operating_point is not None:
+            if (options.threshold is not None or options.operating_point is not None
+                    or options.release is not None):
                 raise DetectionError(
-                    f"thresholds and operating points apply to laughter bundles; "
+                    f"thresholds, release thresholds and operating points apply to laughter "
+                    f"bundles; "
                     f"{self.bundle.path} holds a model for {self.bundle.task}."
                 )
             return None
@@ -182,9 +187,16 @@ class Detector:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise DetectionError(f"the {what} must be a non-negative number of seconds, "
                                      f"got {value!r}.")
+        release = None
+        if options.release is not None:
+            release = float(options.release)
+            if not (math.isfinite(release) and 0 < release <= threshold):
+                raise DetectionError(f"the release threshold must be a probability in (0, "
+                                     f"{threshold:g}] (at most the threshold), got "
+                                     f"{options.release!r}.")
         return EventSettings(self.bundle.positive_label, threshold,
                              round(options.min_duration_s * SAMPLE_RATE_HZ),
-                             round(options.merge_gap_s * SAMPLE_RATE_HZ))
+                             round(options.merge_gap_s * SAMPLE_RATE_HZ), release)
 
     @property
     def window_s(self) -> float:
@@ -212,6 +224,7 @@ class Detector:
             threshold=e.threshold if e else None, operating_point=operating_point,
             min_duration_s=o.min_duration_s if e else None,
             merge_gap_s=o.merge_gap_s if e else None,
+            release=e.release if e else None,
             gate_passed=self.bundle.gate.passed, gate_failures=self.bundle.gate.failures,
         )
 
@@ -228,7 +241,7 @@ class Detector:
 
     # Settings that change how audio is cut and events are formed, never the session.
     STREAM_SETTINGS = ("window_s", "hop_s", "silence_dbfs", "threshold", "operating_point",
-                       "min_duration_s", "merge_gap_s")
+                       "min_duration_s", "merge_gap_s", "release")
 
     def with_settings(self, **settings: Any) -> "Detector":
         """A detector sharing this one's model and session, with other stream settings

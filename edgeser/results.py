@@ -52,6 +52,7 @@ class RunInfo:
     operating_point: str | None = None
     min_duration_s: float | None = None
     merge_gap_s: float | None = None
+    release: float | None = None  # hysteresis: None when events end below the threshold
     # The export's fidelity gate: False for a bundle written with --allow-degraded after failing
     # it, with the failing metrics.
     gate_passed: bool = True

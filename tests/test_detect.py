@@ -326,6 +326,30 @@ def test_laughter_events_follow_the_window_probabilities(tiny_bundles):
     assert [(e.start, e.stop) for e in events] == [(e.start, e.stop) for e in result.events]
 
 
+def test_a_release_threshold_keeps_started_events_going(tiny_bundles):
+    """--release (hysteresis) reaches the tracker: the detector's events equal the tracker's with
+    the same release, and a release below the threshold never gives fewer event windows."""
+    x = np.concatenate([speech_like(2.0, seed=1), 0.3 * np.random.default_rng(2).standard_normal(
+        32000).astype(np.float32), speech_like(2.0, seed=3)])
+    path = tiny_bundles("laughter")
+    probe = Detector.load(path, threads=1).detect(x, 16000)
+    p = sorted(w.scores["laughter"] for w in probe.windows if w.scores)
+    threshold, release = float(np.quantile(p, 0.75)), float(np.quantile(p, 0.25))
+    plain = Detector.load(path, threads=1, threshold=threshold, merge_gap_s=0.0).detect(x, 16000)
+    held = Detector.load(path, threads=1, threshold=threshold, release=release,
+                         merge_gap_s=0.0)
+    result = held.detect(x, 16000)
+    tracker = EventTracker(EventSettings("laughter", threshold, 0, 0, release))
+    expected = [e for w in result.windows for e in tracker.add(w)] + tracker.finish()
+    assert result.events == tuple(expected) and expected
+    assert sum(e.windows for e in result.events) >= sum(e.windows for e in plain.events)
+    assert held.run_info.release == release
+    with pytest.raises(DetectionError, match="at most the threshold"):
+        Detector.load(path, threshold=0.5, release=0.6)
+    with pytest.raises(DetectionError, match="laughter"):
+        Detector.load(tiny_bundles("dimensional"), release=0.3)
+
+
 # ------------------------------------------------------------------------------------------
 # Threads, bundles, files
 # ------------------------------------------------------------------------------------------

@@ -739,6 +739,19 @@ def test_operating_point_sets_the_threshold(clip, bundles, home):
     assert (default["model"]["threshold"], default["model"]["operating_point"]) == (0.5, "default")
 
 
+def test_release_threshold_reaches_the_events_and_the_record(clip, bundles, home):
+    doc = json.loads(ok(detect(str(clip), "-f", "json", "--threshold", "0.6", "--release", "0.3",
+                               "-m", str(bundles["laughter"]), home=home)).stdout)
+    assert (doc["model"]["threshold"], doc["model"]["release"]) == (0.6, 0.3)
+    expected = Detector.load(bundles["laughter"], threads=1, threshold=0.6,
+                             release=0.3).detect_file(clip)
+    assert [(e["start_sample"], e["end_sample"]) for e in doc["files"][0]["events"]] == \
+        [(e.start, e.stop) for e in expected.events]
+    refused = detect(str(clip), "--threshold", "0.4", "--release", "0.5",
+                     "-m", str(bundles["laughter"]), home=home)
+    one_sentence(refused, "at most the threshold")
+
+
 def test_unknown_operating_point_lists_the_available_ones(clip, bundles, home):
     result = detect(str(clip), "-f", "json", "--operating-point", "very-sure",
                     "-m", str(bundles["laughter"]), home=home)

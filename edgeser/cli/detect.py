@@ -43,6 +43,10 @@ def detect(
                                                   "[default: default]."),
     min_duration: float = typer.Option(0.0, "--min-duration", help="Shortest laughter event "
                                        "in seconds."),
+    release: Optional[float] = typer.Option(None, "--release", help="Laughter hysteresis: an "
+                                            "event that started goes on through windows at or "
+                                            "above this probability [default: the threshold, "
+                                            "no hysteresis]."),
     merge_gap: float = typer.Option(0.5, "--merge-gap", help="Laughter events closer than this "
                                     "many seconds are merged."),
     silence: Optional[float] = typer.Option(None, "--silence-dbfs", help="Windows quieter than "
@@ -100,7 +104,7 @@ def detect(
     options = DetectionOptions(
         threads=threads, window_s=window, hop_s=hop, batch_size=batch_size, silence_dbfs=silence,
         threshold=threshold, operating_point=operating_point, min_duration_s=min_duration,
-        merge_gap_s=merge_gap, device=device, fallback=fallback,
+        merge_gap_s=merge_gap, release=release, device=device, fallback=fallback,
     )
     may_prompt = sys.stdin.isatty() and _inputs.STDIN not in inputs
     try:

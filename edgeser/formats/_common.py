@@ -65,6 +65,7 @@ def model_record(run: RunInfo) -> dict[str, Any]:
         "silence_dbfs": run.silence_dbfs, "positive_label": run.positive_label,
         "threshold": run.threshold, "operating_point": run.operating_point,
         "min_duration_s": run.min_duration_s, "merge_gap_s": run.merge_gap_s,
+        "release": run.release,
         "fidelity_gate": {"passed": run.gate_passed, "failures": list(run.gate_failures)},
     }
 

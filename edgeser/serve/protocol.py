@@ -29,8 +29,8 @@ Client messages (``op``)
     connection's open streams. ``sample_format`` is ``u8``, ``s16``, ``s24``, ``s32`` (integers
     little-endian), ``f32`` or ``f64`` (host byte order), channels interleaved. Optional:
     ``source`` (the name the records carry; default the stream id), ``threshold`` or
-    ``operating_point``, ``min_duration_s``, ``merge_gap_s`` (laughter bundles), ``window_s``,
-    ``hop_s`` (rounded to 20 ms frames; at least the model's receptive field, at most
+    ``operating_point``, ``min_duration_s``, ``merge_gap_s``, ``release`` (laughter bundles),
+    ``window_s``, ``hop_s`` (rounded to 20 ms frames; at least the model's receptive field, at most
     ``MAX_WINDOW_S``, hop not longer than the window), ``silence_dbfs``, and ``overflow``
     (``block`` or ``drop``, default the server's ``--overflow``). Answered by a ``run`` record.
 ``{"op": "audio", "stream": ID, "bytes": N}`` followed by N bytes of PCM
@@ -120,7 +120,7 @@ OPS = ("hello", "open", "audio", "end", "health", "reload")
 # Fields each op accepts besides "op" and "id".
 OPEN_REQUIRED = ("stream", "rate_hz", "channels", "sample_format")
 OPEN_OVERRIDES = ("threshold", "operating_point", "window_s", "hop_s", "min_duration_s",
-                  "merge_gap_s", "silence_dbfs")
+                  "merge_gap_s", "release", "silence_dbfs")
 OP_FIELDS = {
     "hello": ("protocol",),
     "open": OPEN_REQUIRED + ("source", "overflow") + OPEN_OVERRIDES,
