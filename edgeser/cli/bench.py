@@ -8,13 +8,14 @@ from typing import List, Optional
 
 import typer
 
+from edgeser.cli import _options as opt
+
 
 def bench(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Bundle directory, or a "
                                         "checkpoint directory or hub id already exported "
                                         "[default: the default model's bundle]."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, tensorrt or jetson "
-                                         "[default: the best this machine has]."),
+    device: opt.Device = None,
     fallback: bool = typer.Option(False, "--fallback", help="When the device's provider is "
                                   "missing, run on what is there; every line says so."),
     window: List[float] = typer.Option([], "--window", help="Window length in seconds "
@@ -23,8 +24,7 @@ def bench(
                                    "per window length (other batches get a quarter)."),
     runs: Optional[int] = typer.Option(None, "--runs", min=3, help="Run count instead of a "
                                        "time budget [default: use --duration]."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads "
-                                          "[default: all cores]."),
+    threads: opt.Threads = None,
     batches: str = typer.Option("1,2,4,8", "--batches", help="Batch sizes tried for throughput."),
     cold: bool = typer.Option(True, "--cold-start/--no-cold-start", help="Time a fresh process "
                               "too."),

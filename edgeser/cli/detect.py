@@ -8,6 +8,8 @@ from typing import List, Optional
 
 import typer
 
+from edgeser.cli import _options as opt
+
 DEFAULT_FORMAT = "table"
 
 
@@ -32,32 +34,17 @@ def detect(
     sample_format: Optional[str] = typer.Option(None, "--sample-format", help="Raw PCM "
                                                 "samples: u8, s16, s24, s32, f32 or f64 "
                                                 "(--stream) [default: from the WAV header]."),
-    window: Optional[float] = typer.Option(None, "--window", help="Window in seconds "
-                                           "[default: the bundle's]."),
-    hop: Optional[float] = typer.Option(None, "--hop", help="Hop in seconds [default: the "
-                                        "bundle's]."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Laughter probability "
-                                              "threshold [default: the operating point's]."),
-    operating_point: Optional[str] = typer.Option(None, "--operating-point", help="Laughter "
-                                                  "operating point named in the bundle "
-                                                  "[default: default]."),
-    min_duration: float = typer.Option(0.0, "--min-duration", help="Shortest laughter event "
-                                       "in seconds."),
-    release: Optional[float] = typer.Option(None, "--release", help="Laughter hysteresis: an "
-                                            "event that started goes on through windows at or "
-                                            "above this probability [default: the threshold, "
-                                            "no hysteresis]."),
-    merge_gap: float = typer.Option(0.5, "--merge-gap", help="Laughter events closer than this "
-                                    "many seconds are merged."),
-    silence: Optional[float] = typer.Option(None, "--silence-dbfs", help="Windows quieter than "
-                                            "this are reported as silent [default: the "
-                                            "bundle's]."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads "
-                                          "[default: all cores]."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, tensorrt or jetson "
-                                         "[default: the best this machine has]."),
-    fallback: bool = typer.Option(False, "--fallback", help="When the device's provider is "
-                                  "missing, run on what is there (and say so)."),
+    window: opt.Window = None,
+    hop: opt.Hop = None,
+    threshold: opt.Threshold = None,
+    operating_point: opt.OperatingPoint = None,
+    min_duration: opt.MinDuration = 0.0,
+    release: opt.Release = None,
+    merge_gap: opt.MergeGap = 0.5,
+    silence: opt.Silence = None,
+    threads: opt.Threads = None,
+    device: opt.Device = None,
+    fallback: opt.Fallback = False,
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Windows per inference call "
                                    "(files)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Export the model on first use without "

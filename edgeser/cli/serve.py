@@ -8,6 +8,7 @@ from typing import Optional
 
 import typer
 
+from edgeser.cli import _options as opt
 from edgeser.serve import protocol as P
 
 
@@ -24,27 +25,17 @@ def serve(
                                       "HOST:PORT (any address, given explicitly)."),
     stdio: bool = typer.Option(False, "--stdio", help="Serve one client on stdin/stdout "
                                "(logs on stderr)."),
-    window: Optional[float] = typer.Option(None, "--window", help="Default window in seconds "
-                                           "[default: the bundle's]."),
-    hop: Optional[float] = typer.Option(None, "--hop", help="Default hop in seconds [default: "
-                                        "the bundle's]."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Default laughter "
-                                              "threshold [default: the operating point's]."),
-    operating_point: Optional[str] = typer.Option(None, "--operating-point", help="Default "
-                                                  "laughter operating point [default: "
-                                                  "default]."),
-    min_duration: float = typer.Option(0.0, "--min-duration", help="Default shortest laughter "
-                                       "event in seconds."),
-    merge_gap: float = typer.Option(0.5, "--merge-gap", help="Default merge gap of laughter "
-                                    "events in seconds."),
-    silence: Optional[float] = typer.Option(None, "--silence-dbfs", help="Default silence "
-                                            "threshold [default: the bundle's]."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Inference threads "
-                                          "[default: all cores]."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, tensorrt or jetson "
-                                         "[default: the best this machine has]."),
-    fallback: bool = typer.Option(False, "--fallback", help="When the device's provider is "
-                                  "missing, run on what is there (and say so)."),
+    window: opt.Window = None,
+    hop: opt.Hop = None,
+    threshold: opt.Threshold = None,
+    operating_point: opt.OperatingPoint = None,
+    min_duration: opt.MinDuration = 0.0,
+    release: opt.Release = None,
+    merge_gap: opt.MergeGap = 0.5,
+    silence: opt.Silence = None,
+    threads: opt.Threads = None,
+    device: opt.Device = None,
+    fallback: opt.Fallback = False,
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Most windows per inference "
                                    "call, across streams."),
     batch_wait_ms: float = typer.Option(5.0, "--batch-wait-ms", min=0, help="Longest wait for "
@@ -128,7 +119,7 @@ def serve(
     detection = DetectionOptions(
         threads=threads, window_s=window, hop_s=hop, batch_size=batch_size, silence_dbfs=silence,
         threshold=threshold, operating_point=operating_point, min_duration_s=min_duration,
-        merge_gap_s=merge_gap, device=device, fallback=fallback,
+        merge_gap_s=merge_gap, release=release, device=device, fallback=fallback,
     )
     server = None
     try:
