@@ -203,6 +203,33 @@ edgeser_status edgeser_summary_add_event(edgeser_summary *summary, uint64_t star
                                          uint64_t stop);
 edgeser_status edgeser_summary_get(const edgeser_summary *summary,
                                    edgeser_summary_totals *totals, double *means);
+
+typedef struct edgeser_denoiser edgeser_denoiser;
+#define EDGESER_DENOISE_MIN_RATE_HZ ...
+#define EDGESER_DENOISE_MAX_RATE_HZ ...
+#define EDGESER_DENOISE_FRAME_MAX_MS ...
+#define EDGESER_DENOISE_FLOOR_DB ...
+typedef struct edgeser_denoiser_info {
+    uint32_t rate_hz;
+    size_t frame;
+    size_t hop;
+    size_t latency;
+    size_t memory_bytes;
+} edgeser_denoiser_info;
+
+edgeser_status edgeser_denoiser_size(uint32_t rate_hz, size_t *bytes);
+edgeser_status edgeser_denoiser_latency(uint32_t rate_hz, size_t *samples);
+edgeser_status edgeser_denoiser_init(void *mem, size_t bytes, uint32_t rate_hz,
+                                     edgeser_denoiser **out);
+edgeser_status edgeser_denoiser_create(uint32_t rate_hz, edgeser_denoiser **out);
+void edgeser_denoiser_destroy(edgeser_denoiser *denoiser);
+edgeser_status edgeser_denoiser_info_get(const edgeser_denoiser *denoiser,
+                                         edgeser_denoiser_info *info);
+edgeser_status edgeser_denoiser_reset(edgeser_denoiser *denoiser);
+edgeser_status edgeser_denoiser_process(edgeser_denoiser *denoiser, const float *in, float *out,
+                                        size_t n);
+edgeser_status edgeser_denoiser_flush(edgeser_denoiser *denoiser, float *out,
+                                      size_t out_capacity, size_t *n_out);
 """
 
 

@@ -364,7 +364,7 @@ def test_cdef_equals_the_header():
     # values, the struct with all its fields and the defines the cdef names.
     found, defines = build.declarations(header)
     exported = set(re.findall(r"^EDGESER_API\b[^;(]*?\b(edgeser_\w+)\(", header, re.MULTILINE))
-    assert len(exported) == 46
+    assert len(exported) == 55
     assert {k.split()[1] for k in found if k.startswith("function ")} == exported
     assert len(found["enum edgeser_status"][1]) == 10
     assert found["enum edgeser_pcm_format"][1][-1] == ("EDGESER_PCM_F64", "6")
@@ -382,6 +382,8 @@ def test_cdef_equals_the_header():
         "EDGESER_VERSION_MAJOR", "EDGESER_VERSION_MINOR", "EDGESER_VERSION_PATCH",
         "EDGESER_TARGET_RATE_HZ", "EDGESER_MIN_RATE_HZ", "EDGESER_MAX_RATE_HZ",
         "EDGESER_TABLE_BUDGET_BYTES", "EDGESER_FRAME_SAMPLES", "EDGESER_MIN_WINDOW_SAMPLES",
+        "EDGESER_DENOISE_MIN_RATE_HZ", "EDGESER_DENOISE_MAX_RATE_HZ",
+        "EDGESER_DENOISE_FRAME_MAX_MS", "EDGESER_DENOISE_FLOOR_DB",
     }
 
 

@@ -8,7 +8,11 @@
  *   the same PCM bytes -> the streaming windower (edgeser_windower_*, pushed in fuzzed chunks,
  *   pulled eagerly or only when full), whose windows must be those of the path above bit for
  *   bit (positions, levels, silence flags, samples);
- *   window levels as probabilities -> the event tracker and the summary (invariants only).
+ *   window levels as probabilities -> the event tracker and the summary (invariants only);
+ *   the mono signal (NaN, infinities and huge values included) -> the noise suppressor at the
+ *   input rate, streamed in fuzzed chunks (some in place) and one shot: bit-identical, equal to
+ *   the run on the sanitised input (non-finite -> 0, clipped at EDGESER_DENOISE_INPUT_LIMIT),
+ *   always finite and bounded, the same again after a reset, state errors after flush.
  *
  * Input layout: the first HEADER_BYTES bytes choose the parameters (missing bytes read as 0),
  * the rest is PCM.
@@ -1096,6 +1100,103 @@ static void windower(const params *p, const uint8_t *pcm, size_t n_frames, const
     free(out);
 }
 
+/* ---------------------------------------------------------------- noise suppressor ----- */
+
+static float sanitized(float x)
+{
+    if (isnan(x) || isinf(x)) {
+        return 0.0f;
+    }
+    if (x > EDGESER_DENOISE_INPUT_LIMIT) {
+        return EDGESER_DENOISE_INPUT_LIMIT;
+    }
+    return x < -EDGESER_DENOISE_INPUT_LIMIT ? -EDGESER_DENOISE_INPUT_LIMIT : x;
+}
+
+/* One whole run: `n` samples through process in chunks from `seed` (0: one call; odd chunks
+ * in place when `in_place`), then the flush; n + latency samples into out. */
+static void denoise_run(edgeser_denoiser *d, const float *x, size_t n, size_t latency,
+                        uint32_t seed, int in_place, float *out)
+{
+    size_t done = 0, got = 0;
+    unsigned k = 0;
+    while (done < n) {
+        size_t step = seed == 0u ? n - done : 1u + xorshift32(&seed) % (xorshift32(&seed) & 1u ? 37u : 3000u);
+        if (step > n - done) {
+            step = n - done;
+        }
+        if (in_place && (k++ & 1u)) {
+            memcpy(out + done, x + done, step * sizeof(float));
+            REQUIRE(CALL(edgeser_denoiser_process(d, out + done, out + done, step)) == EDGESER_OK);
+        } else {
+            REQUIRE(CALL(edgeser_denoiser_process(d, x + done, out + done, step)) == EDGESER_OK);
+        }
+        done += step;
+    }
+    REQUIRE(CALL(edgeser_denoiser_flush(d, out + n, latency - 1u, &got)) ==
+            EDGESER_ERR_BUFFER_TOO_SMALL);
+    REQUIRE(CALL(edgeser_denoiser_flush(d, out + n, latency, &got)) == EDGESER_OK);
+    REQUIRE(got == latency);
+    REQUIRE(CALL(edgeser_denoiser_process(d, x, out, n > 0u ? 1u : 0u)) == EDGESER_ERR_STATE);
+    REQUIRE(CALL(edgeser_denoiser_flush(d, out + n, latency, &got)) == EDGESER_ERR_STATE);
+}
+
+static void denoiser(const params *p, const float *mono, size_t n)
+{
+    edgeser_denoiser *d = NULL;
+    edgeser_denoiser_info info;
+    size_t bytes = 0, latency = 0, i;
+    void *mem = NULL;
+    float *clean, *a, *b;
+    double bound;
+    edgeser_status st = CALL(edgeser_denoiser_size(p->rate, &bytes));
+
+    if (p->rate < EDGESER_DENOISE_MIN_RATE_HZ || p->rate > EDGESER_DENOISE_MAX_RATE_HZ) {
+        REQUIRE(st == EDGESER_ERR_RATE);
+        REQUIRE(CALL(edgeser_denoiser_latency(p->rate, &latency)) == EDGESER_ERR_RATE);
+        REQUIRE(CALL(edgeser_denoiser_create(p->rate, &d)) == EDGESER_ERR_RATE);
+        return;
+    }
+    REQUIRE(st == EDGESER_OK);
+    REQUIRE(CALL(edgeser_denoiser_latency(p->rate, &latency)) == EDGESER_OK);
+    if (p->flags & FLAG_HEAP) {
+        REQUIRE(CALL(edgeser_denoiser_create(p->rate, &d)) == EDGESER_OK);
+    } else {
+        mem = alloc_state(bytes);
+        REQUIRE(CALL(edgeser_denoiser_init(mem, bytes - 1u, p->rate, &d)) ==
+                EDGESER_ERR_BUFFER_TOO_SMALL);
+        REQUIRE(CALL(edgeser_denoiser_init(mem, bytes, p->rate, &d)) == EDGESER_OK);
+    }
+    REQUIRE(CALL(edgeser_denoiser_info_get(d, &info)) == EDGESER_OK);
+    REQUIRE(info.latency == latency && info.frame == latency && info.hop * 2u == latency &&
+            info.memory_bytes == bytes && info.rate_hz == p->rate);
+
+    clean = (float *)xmalloc((n > 0u ? n : 1u) * sizeof(float));
+    a = (float *)xmalloc((n + latency) * sizeof(float));
+    b = (float *)xmalloc((n + latency) * sizeof(float));
+    for (i = 0; i < n; ++i) {
+        clean[i] = sanitized(mono[i]);
+    }
+    denoise_run(d, mono, n, latency, p->chunk_seed | 1u, (p->flags & FLAG_MIX_IN_PLACE) != 0u, a);
+    /* Finite, and bounded: every gain is at most 1, so a frame's output is at most
+     * sqrt(frame) times its input's largest value, and two frames overlap. */
+    bound = 2.0 * sqrt((double)latency) * EDGESER_DENOISE_INPUT_LIMIT;
+    REQUIRE(all_finite(a, n + latency) && within(a, n + latency, bound));
+    REQUIRE(CALL(edgeser_denoiser_reset(d)) == EDGESER_OK);
+    denoise_run(d, clean, n, latency, 0u, 0, b);
+    REQUIRE(memcmp(a, b, (n + latency) * sizeof(float)) == 0);
+    if (p->flags & FLAG_SECOND_PASS) {
+        REQUIRE(CALL(edgeser_denoiser_reset(d)) == EDGESER_OK);
+        denoise_run(d, mono, n, latency, p->chunk_seed ^ 0x5bd1e995u, 1, b);
+        REQUIRE(memcmp(a, b, (n + latency) * sizeof(float)) == 0);
+    }
+    edgeser_denoiser_destroy(d);
+    free(mem);
+    free(clean);
+    free(a);
+    free(b);
+}
+
 /* ---------------------------------------------------------------- entry ---------------- */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -1121,6 +1222,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (mono != NULL) {
         windower(&p, pcm, n_mono, res, n_res);
+        denoiser(&p, mono, n_mono);
     }
     if (res != NULL) {
         windows(res, n_res, &p);

@@ -59,7 +59,7 @@ extern "C" {
  * shared library's file name and SONAME (native/Makefile) and the Python package version
  * (setup.py) are all derived from these three lines. Keep each a plain decimal literal. */
 #define EDGESER_VERSION_MAJOR 0
-#define EDGESER_VERSION_MINOR 2
+#define EDGESER_VERSION_MINOR 3
 #define EDGESER_VERSION_PATCH 0
 
 #if EDGESER_VERSION_MINOR > 99 || EDGESER_VERSION_PATCH > 99
@@ -416,6 +416,85 @@ EDGESER_API edgeser_status edgeser_summary_add_event(edgeser_summary *summary, u
  * left untouched when no window was voiced). */
 EDGESER_API edgeser_status edgeser_summary_get(const edgeser_summary *summary,
                                                edgeser_summary_totals *totals, double *means);
+
+/* ---------------------------------------------------------------- noise suppressor ----- */
+
+/*
+ * Streaming single-channel noise suppression for speech, at the signal's own rate.
+ *
+ * Short-time spectra: sqrt-Hann analysis and synthesis windows, 50% overlap, frames of
+ * `frame` samples (the largest power of two not above EDGESER_DENOISE_FRAME_MAX_MS at the
+ * rate: 1024 at 16 kHz). Per frequency bin: the noise power is tracked by speech-presence
+ * weighted recursive averaging, held at or above the minimum of the smoothed power over the
+ * last ~1.5 s (minimum statistics, which lets it follow noise that gets louder); the
+ * a-priori SNR is estimated decision-directed; the gain is the log-spectral amplitude
+ * estimator's, weighted by the probability of speech presence (which is controlled by the
+ * ratio of the smoothed power to its minimum) and never below the floor
+ * (EDGESER_DENOISE_FLOOR_DB). Where the gain is 1 the frames add back to the input exactly
+ * (up to float rounding).
+ *
+ * Output sample j is the processed input sample j - latency (zeros before the first), with
+ * latency = `frame` samples; every process call with n input samples writes exactly n output
+ * samples, and the output is bit-identical for every chunking of the same input. Flush writes
+ * the last `latency` samples (the input continued with zeros).
+ *
+ * Unlike the rest of this header, the suppressor inspects its input: NaN and infinite samples
+ * are taken as 0, and finite samples beyond +-EDGESER_DENOISE_INPUT_LIMIT are clipped there.
+ * Its output is always finite. State: about 14 * frame floats (edgeser_denoiser_size: 54 KiB
+ * at 16 kHz).
+ */
+typedef struct edgeser_denoiser edgeser_denoiser;
+
+#define EDGESER_DENOISE_MIN_RATE_HZ 8000u
+#define EDGESER_DENOISE_MAX_RATE_HZ 192000u
+/* Longest analysis frame, ms (frames are powers of two: 43 to 64 ms). */
+#define EDGESER_DENOISE_FRAME_MAX_MS 64u
+/* Lowest gain, dB. */
+#define EDGESER_DENOISE_FLOOR_DB (-15)
+/* Input magnitude limit (far above full scale, 1.0). */
+#define EDGESER_DENOISE_INPUT_LIMIT 65536.0f
+
+typedef struct edgeser_denoiser_info {
+    uint32_t rate_hz;           /* the signal's rate */
+    size_t frame;               /* analysis frame, samples (a power of two) */
+    size_t hop;                 /* frame / 2 */
+    size_t latency;             /* output delay, samples (= frame) */
+    size_t memory_bytes;        /* what edgeser_denoiser_size reports */
+} edgeser_denoiser_info;
+
+/* Bytes of caller memory a suppressor for `rate_hz` needs (EDGESER_ERR_RATE outside
+ * EDGESER_DENOISE_MIN_RATE_HZ..EDGESER_DENOISE_MAX_RATE_HZ). */
+EDGESER_API edgeser_status edgeser_denoiser_size(uint32_t rate_hz, size_t *bytes);
+
+/* Output delay in samples of a suppressor for `rate_hz`, known before building one. */
+EDGESER_API edgeser_status edgeser_denoiser_latency(uint32_t rate_hz, size_t *samples);
+
+/* Build a suppressor in caller memory `mem` of `bytes` bytes (>= edgeser_denoiser_size),
+ * aligned to at least 16 bytes. `*out` points into `mem`; nothing to free. */
+EDGESER_API edgeser_status edgeser_denoiser_init(void *mem, size_t bytes, uint32_t rate_hz,
+                                                 edgeser_denoiser **out);
+
+/* Heap-allocating convenience pair around size + init. */
+EDGESER_API edgeser_status edgeser_denoiser_create(uint32_t rate_hz, edgeser_denoiser **out);
+EDGESER_API void edgeser_denoiser_destroy(edgeser_denoiser *denoiser);
+
+EDGESER_API edgeser_status edgeser_denoiser_info_get(const edgeser_denoiser *denoiser,
+                                                     edgeser_denoiser_info *info);
+
+/* Forget all input: the next sample is time zero again, noise estimates start afresh. */
+EDGESER_API edgeser_status edgeser_denoiser_reset(edgeser_denoiser *denoiser);
+
+/* Consume `n` samples from `in` and write `n` samples to `out` (the processed input delayed
+ * by `latency`). `out` may be `in` (in place) but must not otherwise overlap it; both may be
+ * NULL when n == 0. EDGESER_ERR_STATE after edgeser_denoiser_flush. */
+EDGESER_API edgeser_status edgeser_denoiser_process(edgeser_denoiser *denoiser, const float *in,
+                                                    float *out, size_t n);
+
+/* End of input: write the last `latency` samples to `out` (`out_capacity` >= latency), as if
+ * `latency` zeros followed the input. Afterwards process and flush return EDGESER_ERR_STATE
+ * until edgeser_denoiser_reset. */
+EDGESER_API edgeser_status edgeser_denoiser_flush(edgeser_denoiser *denoiser, float *out,
+                                                  size_t out_capacity, size_t *n_out);
 
 #ifdef __cplusplus
 }
