@@ -1,12 +1,18 @@
 """Write a checkpoint with the full-size reference architecture and random weights.
 
     python benchmarks/reference_checkpoint.py OUT_DIR [--seed 0] [--layers 12]
+    python benchmarks/reference_checkpoint.py OUT_DIR --fitted-head [--branch-gain 2]
 
 The architecture is the published audeering/wav2vec2-large-robust-12-ft-emotion-msp-dim config
 (../shared/reference/audeering-msp-dim/config.json) in audeering's checkpoint layout (backbone
 under ``wav2vec2.``, head ``classifier.dense`` / ``classifier.out_proj``), so latency, memory
 and size figures are those of the real model. The weights are random: fidelity figures measured
 on it say how faithfully a compression reproduces *this* network, not the trained one.
+
+With ``--fitted-head`` the head outputs the top three principal directions of the pooled
+embedding on real speech from ../shared/data/emotion (``benchmarks/distill.py`` builds its
+teacher the same way): outputs that move with the input as a trained head's do, the proxy the
+fidelity gate is judged on; a random head's outputs barely move on speech.
 """
 
 from __future__ import annotations
@@ -46,7 +52,21 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layers", type=int, default=None)
+    parser.add_argument("--fitted-head", action="store_true")
+    parser.add_argument("--branch-gain", type=float, default=2.0,
+                        help="scale of the residual branches (fitted head only)")
     args = parser.parse_args()
+    if args.fitted_head:
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from distill import DATA, write_teacher
+
+        from edgeser.export.eval_audio import audio_files
+
+        print(write_teacher(args.out, audio_files(DATA / "emotion"), smoke=False,
+                            gain=args.branch_gain, seed=args.seed))
+        return
     print(write(args.out, args.seed, args.layers))
 
 

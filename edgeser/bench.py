@@ -34,7 +34,7 @@ from typing import Callable
 
 import numpy as np
 
-from edgeser import __version__, audio, bundle as bundles, frontend
+from edgeser import __version__, audio, bundle as bundles, frontend, targets
 from edgeser.devices import Device
 from edgeser.errors import EdgeserError
 from edgeser.inference import Session, SessionSettings
@@ -126,6 +126,8 @@ class BenchReport:
     cold_start: ColdStart | None
     peak_rss_mb: float
     machine: dict = field(hash=False)
+    # Set when the bundle's INT8 recipe was chosen for another CPU class (edgeser.targets).
+    tuning: str | None = None
 
     def to_json(self) -> str:
         return json.dumps({"schema_version": 1, **asdict(self)}, indent=2)
@@ -279,4 +281,5 @@ def run_bench(bundle_dir: str | os.PathLike, device: Device, *, threads: int,
         providers=tuple(session.providers), fallback=device.fallback, threads=threads,
         windows=tuple(results), cold_start=cold, peak_rss_mb=peak_rss_mb(),
         machine=machine_info(device),
+        tuning=targets.tuning_note(model.manifest.quantization.selection),
     )

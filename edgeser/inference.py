@@ -109,6 +109,9 @@ class Session:
                 f"({_first_line(err)})."
             ) from None
         self._check_io()
+        # A window's result must not depend on its batch companions: graphs with per-call
+        # activation scales (dynamic INT8) are run one window per call.
+        self._one_per_call = not bundle.manifest.quantization.batch_independent
 
     def _check_io(self) -> None:
         inputs = {i.name for i in self._session.get_inputs()}
@@ -129,6 +132,9 @@ class Session:
         """``(logits [batch, n], embedding [batch, hidden])`` for normalised windows
         ``[batch, samples]`` (all the same length)."""
         x = np.ascontiguousarray(batch, dtype=np.float32)
+        if self._one_per_call and len(x) > 1:
+            parts = [self.run(x[i:i + 1]) for i in range(len(x))]
+            return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
         try:
             logits, embedding = self._session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
         except Exception as err:  # ONNX Runtime raises its own pybind exception types

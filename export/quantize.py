@@ -27,6 +27,10 @@ POSITIONAL_CONV = r"/pos_conv_embed/conv/Conv$"
 # Attention's activation-by-activation products (scores and context) have no weights to
 # quantize; quantizing both inputs at runtime costs accuracy and saves little.
 ATTENTION_PRODUCTS = r"/attention/MatMul(_\d+)?$"
+# The feature extractor's convolutions that the INT8 conv stage quantizes: layers 1-4 hold 95%
+# of its multiply-adds. Layers 5-6 (the last, short ones) moved the smallest-variance output
+# most per MAC saved on the full-size model, and layer 0 sees raw samples.
+INT8_CONVS = r"/feature_extractor/conv_layers\.[1-4]/conv/Conv$"
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
@@ -41,6 +45,9 @@ class Recipe:
     calibration: str | None = None  # minmax | entropy | percentile (static only)
     percentile: float = 99.999
     float_nodes: tuple = ()  # regexes of node names kept in float
+    # Static INT8 convolutions (uint8 activations, per-channel int8 weights, calibrated) before
+    # the MatMul stage: the conv front end is a third of a window's time in float.
+    int8_convs: bool = False
     extra: dict = field(default_factory=dict, compare=False)
 
     @classmethod
@@ -83,6 +90,16 @@ class Recipe:
         """Half-precision weights and activations (LayerNorm, Softmax and reductions kept FP32)."""
         return cls("fp16", "fp16")
 
+    def with_int8_convs(self) -> "Recipe":
+        """The same MatMul recipe after static INT8 convolutions (feature extractor layers 1-4,
+        INT8_CONVS). uint8 activations with int8 weights is the pairing x86 (VNNI and AVX2)
+        and ARM's dot-product kernels run fastest."""
+        return replace(self, name=self.name + "-conv", int8_convs=True)
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.method == "static-qdq" or self.int8_convs
+
     def keeping_float(self, *patterns: str) -> "Recipe":
         """The same recipe with more nodes kept float (mixed precision)."""
         return replace(self, name=self.name + f"+{len(patterns)}float",
@@ -102,6 +119,9 @@ class Recipe:
                           float_node_patterns=list(self.float_nodes))
             if self.calibration == "percentile":
                 record["percentile"] = self.percentile
+        if self.int8_convs:
+            record["convs"] = {"weights": "int8, per channel", "activations": "uint8, static",
+                               "calibration_method": "minmax", "quantized": INT8_CONVS}
         if calibration is not None:
             record["calibration"] = calibration
         if float_node_names is not None:
@@ -167,6 +187,13 @@ def quantize(fp32: Path, out: Path, recipe: Recipe, calibration_windows=(),
     if recipe.method == "fp16":
         _to_fp16(fp32, out)
         return []
+    if recipe.int8_convs:
+        staged = out.with_name(out.stem + ".convs.onnx")
+        try:
+            _static_convs(fp32, staged, calibration_windows, calibration_cache)
+            return quantize(staged, out, replace(recipe, int8_convs=False))
+        finally:
+            staged.unlink(missing_ok=True)
     kept = matching_nodes(fp32, recipe.float_nodes, recipe.ops) if recipe.float_nodes else []
     if recipe.method == "matmul-nbits":
         _blockwise(fp32, out, recipe, kept)
@@ -198,6 +225,25 @@ def quantize(fp32: Path, out: Path, recipe: Recipe, calibration_windows=(),
             calibration_cache_path=str(calibration_cache) if calibration_cache else None,
         )
     return kept
+
+
+def _static_convs(fp32: Path, out: Path, calibration_windows, calibration_cache) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    convs = matching_nodes(fp32, (INT8_CONVS,), ("Conv",))
+    cached = calibration_cache is not None and Path(calibration_cache).is_file()
+    if not len(calibration_windows) and not cached:
+        raise ExportError("INT8 convolutions need calibration audio.")
+    with _quiet_root_logger():
+        quantize_static(
+            str(fp32), str(out), _Windows(calibration_windows), quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["Conv"], nodes_to_quantize=convs,
+            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                           "CalibMaxIntermediateOutputs": _merge_every(max(len(calibration_windows), 1))},
+            calibration_cache_path=str(calibration_cache) if calibration_cache else None,
+        )
 
 
 def _blockwise(fp32: Path, out: Path, recipe: Recipe, kept: list) -> None:
@@ -233,11 +279,13 @@ def _to_fp16(fp32: Path, out: Path) -> None:
     onnx.save(converted, str(out))
 
 
-# Named presets (``--recipe``); the default is the recipe measured to hold the fidelity gate
-# on the full-size reference architecture (benchmarks/RESULTS.md): blockwise INT8 weights with
-# int8 products. Per-tensor static or dynamic activation scales did not hold it there.
+# Named presets (``--recipe``). Without one, export tries the candidates of targets.CANDIDATES
+# fastest first and keeps the first that holds the fidelity gate (recipe_search.py).
 RECIPES = {
     "blockwise-int8": Recipe.blockwise,
+    # The MatMul recipes after static INT8 convolutions (candidates of --target).
+    "dynamic-int8-conv": lambda: Recipe.dynamic_matmul().with_int8_convs(),
+    "blockwise-int8-conv": lambda: Recipe.blockwise().with_int8_convs(),
     "blockwise-int8-b128": lambda: Recipe.blockwise(block_size=128),
     # static-minmax, then layers kept float by measured sensitivity until the target is met
     "static-mixed": lambda: Recipe.static(name="static-mixed"),
@@ -252,4 +300,5 @@ RECIPES = {
     "dynamic-matmul": Recipe.dynamic_matmul,
     "dynamic-matmul-per-channel": lambda: Recipe.dynamic_matmul(per_channel=True),
 }
+# What an engine export starts from (engine_recipe turns it into the static INT8 TensorRT takes).
 DEFAULT_RECIPE = "blockwise-int8"

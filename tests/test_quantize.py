@@ -173,14 +173,14 @@ def test_layer_groups_cover_the_graph(int8_bundle, trained_like, tmp_path):
     assert list(groups) == ["feature_encoder", "feature_projection", "layer_0", "layer_1"]
 
 
-def test_default_int8_is_blockwise_faithful_and_batch_independent(trained_like, tmp_path):
-    out = tmp_path / "default"
-    export_model(ExportOptions(model=str(trained_like), out=out, **WINDOWS))
+def test_blockwise_int8_is_faithful_and_batch_independent(trained_like, tmp_path):
+    out = tmp_path / "blockwise"
+    export_model(ExportOptions(model=str(trained_like), out=out, recipe="blockwise-int8", **WINDOWS))
     m = json.loads((out / "manifest.json").read_text())
     q = m["quantization"]
     assert (q["recipe"], q["method"], q["precision"], q["block_size"], q["accuracy_level"]) == (
         "blockwise-int8-b32", "matmul-nbits", "int8", 32, 4)
-    assert q["preset"] == "blockwise-int8"  # the default, named as --recipe takes it
+    assert q["preset"] == "blockwise-int8"  # named as --recipe takes it
     assert m["parity"]["gate"]["passed"]
     graph = onnx.load(str(out / "model.onnx")).graph
     assert any(n.op_type == "MatMulNBits" for n in graph.node)

@@ -30,6 +30,8 @@ def print_report(report, console: Console | None = None) -> None:
     ]
     if "jetson" in m:
         lines.append(f"jetson     {m['jetson']}")
+    if report.tuning:
+        lines.append(f"tuning     {report.tuning}")
     if report.fallback:
         lines.insert(0, f"fallback   {report.fallback}")
     for line in lines:

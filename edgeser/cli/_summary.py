@@ -10,6 +10,15 @@ def _mib(n_bytes: int) -> str:
     return f"{n_bytes / 2**20:.1f} MiB" if n_bytes >= 2**20 else f"{n_bytes / 1024:.1f} KiB"
 
 
+def selection_text(selection) -> str:
+    """One line: the target, the FP32 time and each INT8 candidate's time and gate verdict."""
+    tries = ", ".join(f"{t['recipe']} {t['latency_ms']:.0f} ms ({t['gate']})"
+                      if "latency_ms" in t else f"{t['recipe']} ({t['gate']})"
+                      for t in selection["tries"])
+    return (f"--target {selection['target']} (built on {selection['machine']}, order "
+            f"{selection['order_from']}): {tries}; FP32 {selection['fp32_latency_ms']:.0f} ms")
+
+
 def export_summary(result, console: Console | None = None) -> None:
     table = Table(title=f"edgeser bundle: {result.model_id}", show_header=False)
     table.add_column("", style="bold")
@@ -22,6 +31,8 @@ def export_summary(result, console: Console | None = None) -> None:
     p = result.parity
     q = result.quantization
     table.add_row("precision", q.precision + (f" (--recipe {q.preset})" if q.preset else ""))
+    if q.selection is not None:
+        table.add_row("recipe choice", selection_text(q.selection))
     table.add_row("parity audio", f"{p['windows']} windows: {result.eval_audio}")
     table.add_row("ONNX vs PyTorch", f"max abs error logits {p['logits_max_abs_error']:.1e}, "
                   f"embedding {p['embedding_max_abs_error']:.1e}")
