@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgeser import audio, bundle as bundles, devices, engines, frontend
+from edgeser import audio, bundle as bundles, devices, engines, frontend, vad
 from edgeser.contract import SAMPLE_RATE_HZ
 from edgeser.errors import BundleError, DetectionError
 from edgeser.events import EventSettings, EventTracker
@@ -68,7 +68,10 @@ class DetectionOptions:
     ``threshold`` and ``operating_point`` (a name from the bundle) are exclusive; both apply to
     laughter bundles only, as do ``min_duration_s``, ``merge_gap_s`` and ``release`` (hysteresis: an
     event that started goes on through windows at or above ``release``, at most the threshold;
-    None means the threshold, no hysteresis). ``device`` is a profile
+    None means the threshold, no hysteresis). ``vad`` gates windows by voice activity: those
+    whose speech fraction is below ``min_speech`` are reported as non-speech, not scored (None:
+    the bundle's setting; a ``min_speech`` alone turns the gate on). ``denoise`` runs the noise
+    suppressor on the 16 kHz stream before windowing. ``device`` is a profile
     of :mod:`edgeser.devices` (``cpu``, ``cuda``, ``tensorrt``, ``jetson``; None picks the best
     this machine has); ``fallback`` runs on what is there when its provider is missing.
     """
@@ -83,6 +86,10 @@ class DetectionOptions:
     min_duration_s: float = DEFAULT_MIN_DURATION_S
     merge_gap_s: float = DEFAULT_MERGE_GAP_S
     release: float | None = None
+    vad: bool | None = None
+    min_speech: float | None = None
+    denoise: bool | None = None
+    embeddings: bool = False  # scored windows carry their pooled embedding (WindowResult)
     arena: bool = True
     device: str | None = None
     fallback: bool = False
@@ -102,6 +109,7 @@ class Detector:
         self._events = self._event_settings(options)
         self._silence_dbfs = model.silence_dbfs if options.silence_dbfs is None \
             else float(options.silence_dbfs)
+        self._min_speech, self._new_denoiser = self._gating(options)
         self.scorer = Scorer(model.labels, model.manifest.logits.kind)
         threads = default_threads() if options.threads is None else options.threads
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
@@ -198,6 +206,31 @@ class Detector:
                              round(options.min_duration_s * SAMPLE_RATE_HZ),
                              round(options.merge_gap_s * SAMPLE_RATE_HZ), release)
 
+    def _gating(self, options: DetectionOptions) -> tuple[float | None, Callable | None]:
+        """(minimum speech fraction, or None without voice activity gating; the noise
+        suppressor's constructor, or None), with the VAD model loaded and checked and the
+        suppressor tried, so a missing piece is said now."""
+        defaults = self.bundle.manifest
+        if options.vad is False and options.min_speech is not None:
+            raise DetectionError("a minimum speech fraction needs voice activity gating; drop "
+                                 "--no-vad or --min-speech.")
+        enabled = defaults.vad.enabled if options.vad is None else options.vad
+        min_speech = None
+        if enabled or options.min_speech is not None:
+            min_speech = options.min_speech
+            if min_speech is None:
+                min_speech = defaults.vad.min_speech
+            if min_speech is None:
+                min_speech = vad.default_min_speech(self.bundle.task)
+            if isinstance(min_speech, bool) or not isinstance(min_speech, (int, float)) \
+                    or not 0 <= min_speech <= 1:
+                raise DetectionError(f"the minimum speech fraction must be a number from 0 to 1, "
+                                     f"got {min_speech!r}.")
+            min_speech = float(min_speech)
+            vad.load_model()
+        denoise = defaults.denoise if options.denoise is None else bool(options.denoise)
+        return min_speech, _noise_suppressor() if denoise else None
+
     @property
     def window_s(self) -> float:
         return self._window / SAMPLE_RATE_HZ
@@ -225,6 +258,8 @@ class Detector:
             min_duration_s=o.min_duration_s if e else None,
             merge_gap_s=o.merge_gap_s if e else None,
             release=e.release if e else None,
+            vad=self._min_speech is not None, min_speech=self._min_speech,
+            denoise=self._new_denoiser is not None,
             gate_passed=self.bundle.gate.passed, gate_failures=self.bundle.gate.failures,
         )
 
@@ -237,11 +272,16 @@ class Detector:
             min_samples=self.bundle.min_samples, silence_dbfs=self._silence_dbfs,
             normalize=self._normalize, batch_size=self.options.batch_size,
             new_tracker=(lambda: EventTracker(events)) if events else (lambda: None),
+            vad_model=None if self._min_speech is None else vad.load_model(),
+            min_speech=self._min_speech,
+            new_denoiser=self._new_denoiser,
+            keep_embeddings=self.options.embeddings,
         )
 
     # Settings that change how audio is cut and events are formed, never the session.
     STREAM_SETTINGS = ("window_s", "hop_s", "silence_dbfs", "threshold", "operating_point",
-                       "min_duration_s", "merge_gap_s", "release")
+                       "min_duration_s", "merge_gap_s", "release", "vad", "min_speech", "denoise",
+                       "embeddings")
 
     def with_settings(self, **settings: Any) -> "Detector":
         """A detector sharing this one's model and session, with other stream settings
@@ -252,6 +292,11 @@ class Detector:
             raise TypeError(f"not stream settings: {', '.join(unknown)}")
         if not settings:
             return self
+        # A stream's own choice of gate wins over the detector's other half of the pair.
+        if settings.get("vad") is False:
+            settings.setdefault("min_speech", None)
+        if settings.get("min_speech") is not None and self.options.vad is False:
+            settings.setdefault("vad", None)
         options = dataclasses.replace(self.options, **settings)
         view = copy.copy(self)
         view.options = options
@@ -259,6 +304,7 @@ class Detector:
         view._events = view._event_settings(options)
         view._silence_dbfs = (self.bundle.silence_dbfs if options.silence_dbfs is None
                               else float(options.silence_dbfs))
+        view._min_speech, view._new_denoiser = view._gating(options)
         return view
 
     def stream(self, rate_hz: int, channels: int = 1, *, source: str = "<stream>",
@@ -290,6 +336,19 @@ class Detector:
         stream = self.stream(info.rate_hz, info.channels, source=label, live=False)
         stream.warnings = warnings
         return _collect(self, stream, blocks)
+
+
+def _noise_suppressor() -> Callable[[], object]:
+    """The noise suppressor's constructor for 16 kHz streams (native code, imported on use),
+    tried once so that a build without it is said before any audio is read."""
+    try:
+        from edgeser.frontend.denoise import NoiseSuppressor
+
+        NoiseSuppressor(SAMPLE_RATE_HZ)
+    except (ImportError, frontend.FrontendError) as err:
+        raise DetectionError(f"noise suppression is not available in this installation "
+                             f"({str(err).rstrip('.')}).") from None
+    return lambda: NoiseSuppressor(SAMPLE_RATE_HZ)
 
 
 def _collect(detector: Detector, stream: DetectionStream, chunks) -> DetectionResult:

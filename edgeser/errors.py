@@ -31,3 +31,8 @@ class DetectionError(EdgeserError):
 class DeviceError(EdgeserError):
     """A device profile that cannot run here: unknown name, missing ONNX Runtime provider, no
     Jetson where one was asked for."""
+
+
+class EvaluationError(EdgeserError):
+    """An evaluation that cannot run as asked: unreadable labels, unknown perturbations, models
+    that cannot be compared, an operating-point rule no threshold meets."""

@@ -12,7 +12,7 @@ The resampler is delay-compensated, so sample j of the 16 kHz signal is the inpu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 from edgeser.contract import SAMPLE_RATE_HZ
 
@@ -57,6 +57,11 @@ class RunInfo:
     # it, with the failing metrics.
     gate_passed: bool = True
     gate_failures: tuple[str, ...] = ()
+    # Voice activity gating (windows whose speech fraction is below min_speech are not scored;
+    # min_speech is None without it) and noise suppression before windowing.
+    vad: bool = False
+    min_speech: float | None = None
+    denoise: bool = False
 
 
 class _Span:
@@ -77,7 +82,9 @@ class _Span:
 @dataclass(frozen=True)
 class WindowResult(_Span):
     """One analysis window. ``scores`` is None for a silent window (below the silence gate: not
-    scored); ``top_label`` is None for regression outputs and silent windows."""
+    scored) and for a non-speech one; ``top_label`` is None for regression outputs and windows
+    not scored. With voice activity gating, ``speech_fraction`` is the share of the window's
+    samples the VAD calls speech (else None) and ``non_speech`` says it is below the minimum."""
 
     index: int
     start: int
@@ -86,6 +93,10 @@ class WindowResult(_Span):
     silent: bool
     scores: Mapping[str, float] | None = field(default=None, hash=False)
     top_label: str | None = None
+    speech_fraction: float | None = None
+    non_speech: bool = False
+    # The pooled embedding (float32, read-only) when the detector keeps embeddings, else None.
+    embedding: Any = field(default=None, hash=False, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,7 @@ class Summary:
     distribution over the file; prototypes: mean similarity); None when no window was voiced.
     ``top_label``: argmax of ``scores`` for classes and prototypes, else None.
     Laughter: ``events`` and ``event_s`` (total event time); 0 for other tasks.
+    ``non_speech_windows``: windows the voice activity gate kept from scoring (None without it).
     """
 
     windows: int
@@ -128,10 +140,11 @@ class Summary:
     top_label: str | None = None
     events: int = 0
     event_s: float = 0.0
+    non_speech_windows: int | None = None
 
     @property
     def silent_windows(self) -> int:
-        return self.windows - self.voiced_windows
+        return self.windows - self.voiced_windows - (self.non_speech_windows or 0)
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,28 @@ Voiced windows are batched with windows of equal length and inferred; silent one
 not scored. Events and the summary come from the native event tracker and summary too
 (:mod:`edgeser.events`, :mod:`edgeser.scoring`).
 
+With noise suppression or voice activity gating the resampler runs on its own first: the 16 kHz
+stream goes through the suppressor (its latency removed, so sample j is still the input at
+j / 16000 s) and then both to the windower (at 16 kHz, where its resampler is the identity) and
+to the VAD (:mod:`edgeser.vad`), which judges it in fixed 512-sample chunks; a window waits until
+the VAD has judged all of its samples, then carries its speech fraction, and one below the
+minimum is reported as non-speech, not scored. Chunk sizes change none of this, so file and
+stream results stay equal.
+
 Memory is constant in the stream's length: the windower keeps at most one window plus one block
 of resampled samples, pending windows are at most one batch, and summaries are running sums.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from edgeser import frontend
+from edgeser import frontend, vad
 from edgeser.contract import SAMPLE_RATE_HZ
 from edgeser.errors import AudioError, DetectionError
 from edgeser.events import EventTracker
@@ -31,6 +40,8 @@ from edgeser.results import Event, FileEnd, WindowResult
 from edgeser.scoring import Scorer, SummaryAccumulator
 
 __all__ = ["DetectionStream", "StreamStep", "WindowCutter"]
+
+_OVERFLOW = "samples near the float32 maximum overflow when resampled; scale the audio to [-1, 1]."
 
 
 class WindowCutter:
@@ -80,6 +91,12 @@ class StreamConfig:
     normalize: bool
     batch_size: int
     new_tracker: Callable[[], EventTracker | None]
+    # Voice activity gating: the loaded model and the minimum speech fraction (None: no VAD).
+    vad_model: vad.VadModel | None = None
+    min_speech: float | None = None
+    # Noise suppression on the 16 kHz stream: a new suppressor per stream (None: none).
+    new_denoiser: Callable[[], object] | None = None
+    keep_embeddings: bool = False  # each scored window carries its pooled embedding
 
 
 class DetectionStream:
@@ -101,12 +118,20 @@ class DetectionStream:
         self.channels = channels
         self.live = live
         self._config = config
+        separate = config.new_denoiser is not None or config.vad_model is not None
         try:
+            self._front = _Front(rate_hz, config.new_denoiser) if separate else None
             self._windower = frontend.Windower(
-                rate_hz, config.window, config.hop, min_samples=config.min_samples,
-                silence_dbfs=config.silence_dbfs, normalize=config.normalize)
+                SAMPLE_RATE_HZ if separate else rate_hz, config.window, config.hop,
+                min_samples=config.min_samples, silence_dbfs=config.silence_dbfs,
+                normalize=config.normalize)
         except frontend.FrontendError as err:
             raise AudioError(f"{source}: {err}.") from None
+        self._vad = None if config.vad_model is None else vad.VoiceActivity(config.vad_model)
+        self._speech = vad.SpeechTrack()
+        self._waiting: list[frontend.PreparedWindow] = []  # complete, not yet judged by the VAD
+        self._fractions: dict[int, float] = {}  # window index -> speech fraction
+        self._non_speech = 0
         self._pending: list[frontend.PreparedWindow] = []
         self._summary = SummaryAccumulator(config.scorer)
         self._tracker = config.new_tracker()
@@ -123,7 +148,7 @@ class DetectionStream:
         """Take the next chunk; return the windows (and events) it completed."""
         with self._owned():
             mono = self._mono(chunk)
-            self._pending += self._checked(self._windower.push(mono))
+            self._pending += self._judged(self._checked(self._push(mono)))
             if self.live or len(self._pending) >= self._config.batch_size:
                 return self._drain()
             return StreamStep()
@@ -132,15 +157,18 @@ class DetectionStream:
         """End the stream: the last windows, the remaining events and the :class:`FileEnd`."""
         with self._owned():
             self._closed = True
-            self._pending += self._checked(self._windower.finish())
+            self._pending += self._judged(self._checked(self._finish()))
             if self._summary.windows == 0 and not self._pending:
                 raise AudioError(self._too_short())
             step = self._drain()
             events = step.events
             if self._tracker is not None:
                 events += self._record(self._tracker.finish())
+            summary = self._summary.summary()
+            if self._vad is not None:
+                summary = dataclasses.replace(summary, non_speech_windows=self._non_speech)
             end = FileEnd(self.source, self.rate_hz, self.channels, self._windower.samples,
-                          self._summary.summary(), tuple(self.warnings))
+                          summary, tuple(self.warnings))
             return StreamStep(step.windows, events, end)
 
     # -- internals -----------------------------------------------------------------------------
@@ -170,12 +198,42 @@ class DetectionStream:
         except frontend.FrontendError as err:
             raise AudioError(f"{self.source}: {err}.") from None
 
+    def _push(self, mono: np.ndarray) -> list[frontend.PreparedWindow]:
+        if self._front is None:
+            return self._windower.push(mono)
+        return self._push16k(self._front.process(mono, self.source))
+
+    def _finish(self) -> list[frontend.PreparedWindow]:
+        windows = [] if self._front is None else self._push16k(self._front.flush(self.source))
+        windows += self._windower.finish()
+        if self._vad is not None:
+            self._speech.add(self._vad.finish())
+        return windows
+
+    def _push16k(self, x: np.ndarray) -> list[frontend.PreparedWindow]:
+        if self._vad is not None:
+            self._speech.add(self._vad.push(x))
+        return self._windower.push(x)
+
+    def _judged(self, windows: list[frontend.PreparedWindow]) -> list[frontend.PreparedWindow]:
+        """The windows whose samples the VAD has all judged, with their speech fractions kept;
+        the others wait (at most the 511 samples of an incomplete VAD chunk)."""
+        if self._vad is None:
+            return windows
+        self._waiting += windows
+        ready = 0
+        while ready < len(self._waiting) and self._waiting[ready].stop <= self._speech.covered:
+            w = self._waiting[ready]
+            self._fractions[w.index] = self._speech.fraction(w.start, w.stop)
+            ready += 1
+        out, self._waiting = self._waiting[:ready], self._waiting[ready:]
+        return out
+
     def _checked(self, windows: list[frontend.PreparedWindow]) -> list[frontend.PreparedWindow]:
         # Finite input can still overflow float32 in the filter (samples near its maximum).
         for w in windows:
             if not (np.isfinite(w.level_dbfs) and np.isfinite(w.samples).all()):
-                raise AudioError(f"{self.source}: samples near the float32 maximum overflow "
-                                 "when resampled; scale the audio to [-1, 1].")
+                raise AudioError(f"{self.source}: {_OVERFLOW}")
         return windows
 
     def _too_short(self) -> str:
@@ -191,6 +249,7 @@ class DetectionStream:
         events: list[Event] = []
         for w in windows:
             self._summary.add_window(w.scores)
+            self._non_speech += w.non_speech
             if self._tracker is not None:
                 events += self._record(self._tracker.add(w))
         return StreamStep(tuple(windows), tuple(events))
@@ -203,21 +262,63 @@ class DetectionStream:
     def _infer(self, pending: list[frontend.PreparedWindow]) -> list[WindowResult]:
         c = self._config
         scored: dict[int, tuple[dict[str, float], str | None]] = {}
+        embedded: dict[int, np.ndarray] = {}
         by_length: dict[int, list[int]] = {}
+        fractions = [self._fractions.pop(w.index, None) for w in pending]
+        non_speech = [f is not None and f < c.min_speech for f in fractions]
         for i, w in enumerate(pending):
-            if not w.silent:
+            if not (w.silent or non_speech[i]):
                 by_length.setdefault(w.length, []).append(i)
         for members in by_length.values():
             for b in range(0, len(members), c.batch_size):
                 batch = members[b:b + c.batch_size]
-                logits, _ = c.run(np.stack([pending[i].samples for i in batch]))
+                logits, embedding = c.run(np.stack([pending[i].samples for i in batch]))
                 scored.update(zip(batch, c.scorer(logits)))
+                if c.keep_embeddings:
+                    for i, row in zip(batch, np.array(embedding, np.float32)):
+                        row.flags.writeable = False
+                        embedded[i] = row
         out = []
         for i, w in enumerate(pending):
             scores, top = scored.get(i, (None, None))
-            out.append(WindowResult(w.index, w.start, w.stop, w.level_dbfs, i not in scored,
-                                    scores, top))
+            out.append(WindowResult(w.index, w.start, w.stop, w.level_dbfs, w.silent,
+                                    scores, top, fractions[i], non_speech[i] and not w.silent,
+                                    embedded.get(i)))
         return out
+
+
+class _Front:
+    """Input rate to 16 kHz, then the noise suppressor when there is one, with its latency
+    removed: the first ``latency_samples`` it gives are dropped and its flush supplies the last,
+    so as many samples come out as the resampler gave, each at its own time."""
+
+    def __init__(self, rate_hz: int, new_denoiser: Callable[[], object] | None):
+        self._resampler = frontend.Resampler(rate_hz)
+        self._denoiser = None if new_denoiser is None else new_denoiser()
+        self._skip = 0 if self._denoiser is None else int(self._denoiser.latency_samples)
+
+    def process(self, mono: np.ndarray, source: str) -> np.ndarray:
+        return self._denoised(self._finite(self._resampler.process(mono), source))
+
+    def flush(self, source: str) -> np.ndarray:
+        x = self._denoised(self._finite(self._resampler.flush(), source))
+        if self._denoiser is None:
+            return x
+        return np.concatenate([x, self._aligned(self._denoiser.flush())])
+
+    def _denoised(self, x: np.ndarray) -> np.ndarray:
+        return x if self._denoiser is None else self._aligned(self._denoiser.process(x))
+
+    def _aligned(self, y: np.ndarray) -> np.ndarray:
+        drop = min(self._skip, y.shape[0])
+        self._skip -= drop
+        return np.asarray(y[drop:], dtype=np.float32)
+
+    @staticmethod
+    def _finite(x: np.ndarray, source: str) -> np.ndarray:
+        if not np.isfinite(x).all():
+            raise AudioError(f"{source}: {_OVERFLOW}")
+        return x
 
 
 class _Release:

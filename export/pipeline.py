@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeser import __version__, bundle, contract
+from edgeser import __version__, bundle, contract, targets, vad
 from edgeser import frontend as fe
 from edgeser.errors import ExportError
 from edgeser.export import (checkpoint, eval_audio, families, onnx_export, parity, preprocessing,
-                            prototypes, quantize, sensitivity)
+                            prototypes, quantize, recipe_search, sensitivity)
 from edgeser.export import tensorrt as engines
 from edgeser.export import source as sources
 from edgeser.export import weights
@@ -61,6 +61,13 @@ class ExportOptions:
     hop_s: float | None = None
     overwrite: bool = False
     engine: str | None = None  # "tensorrt": also build this device's engine
+    # Without --recipe, INT8 candidates are tried fastest first for this target (auto: timed here).
+    target: str = targets.AUTO
+    # Defaults the bundle gives detect and serve: voice activity gating (min_speech None: the
+    # task's default, edgeser.vad.default_min_speech) and noise suppression.
+    vad: bool = False
+    min_speech: float | None = None
+    denoise: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +113,9 @@ def _check_options(o: ExportOptions) -> None:
             raise ExportError(f"operating point {name}={threshold} must be a threshold between 0 and 1.")
     if o.eval_windows < 1:
         raise ExportError("--eval-windows must be at least 1.")
+    if o.min_speech is not None and not 0.0 <= o.min_speech <= 1.0:
+        raise ExportError(f"--min-speech {o.min_speech} must be a fraction from 0 to 1.")
+    targets.check(o.target)
     if o.engine not in (None, "tensorrt"):
         raise ExportError(f"--engine {o.engine} is not available; the engine is tensorrt.")
     # TensorRT has no blockwise or dynamic INT8: without --recipe an engine export uses the
@@ -196,12 +206,32 @@ def _tool_versions() -> dict:
             "onnxruntime": onnxruntime.__version__, "python": platform.python_version()}
 
 
+def _calibration(options, window_s, hop_s, prepare, progress):
+    progress.start("preparing calibration audio")
+    if options.calibration is not None:
+        calibration = eval_audio.from_directory(options.calibration, window_s, hop_s,
+                                                options.calibration_windows, prepare)
+    else:
+        calibration = eval_audio.default(window_s, hop_s, options.calibration_windows,
+                                         purpose="calibration", prepare=prepare)
+    return calibration.full_length()
+
+
 def _compress(options, fp32_graph, graph, eval_set, reference, labels, logits_kind,
-              window_s, hop_s, prepare, label, progress):
+              window_s, hop_s, prepare, label, progress, scratch):
     """Quantize the FP32 graph into ``graph``, measure parity against PyTorch FP32 and apply
     the gate; returns (the manifest's Quantization, metrics). The preset recorded is the one
-    the user chose (``--recipe``), so it reproduces the bundle."""
+    that made the graph (``--recipe`` reproduces the bundle). Without ``--recipe``, INT8
+    candidates are tried fastest first for ``--target`` and every try is recorded."""
+
+    def evaluate(path):
+        progress.start(f"{path.stem} parity", total=len(eval_set))
+        candidate = parity.run(_counting(_onnx_forward(path), progress), eval_set.windows)
+        found = parity.compare(reference, candidate, labels, logits_kind)
+        return found, parity.gate_failures(found)
+
     preset = None
+    selection = None
     if options.quantize == "fp16":
         recipe = quantize.Recipe.fp16()
     else:
@@ -209,30 +239,31 @@ def _compress(options, fp32_graph, graph, eval_set, reference, labels, logits_ki
         recipe = quantize.RECIPES[preset]()
         if options.engine:
             recipe = engines.engine_recipe(recipe)  # TensorRT needs symmetric activations
+    searching = options.quantize == "int8" and options.recipe is None and not options.engine
     calibration = None
-    if recipe.method == "static-qdq":
-        progress.start("preparing calibration audio")
-        if options.calibration is not None:
-            calibration = eval_audio.from_directory(options.calibration, window_s, hop_s,
-                                                    options.calibration_windows, prepare)
-        else:
-            calibration = eval_audio.default(window_s, hop_s, options.calibration_windows,
-                                             purpose="calibration", prepare=prepare)
-        calibration = calibration.full_length()
+    if searching or recipe.needs_calibration:
+        calibration = _calibration(options, window_s, hop_s, prepare, progress)
     mixed = None
-    if (options.recipe or quantize.DEFAULT_RECIPE) == "static-mixed":
-        progress.start("choosing layers to keep float (sensitivity)")
-        mixed = sensitivity.search(fp32_graph, graph, recipe, calibration.windows, labels,
-                                   logits_kind, _onnx_forward, progress=progress)
-        recipe = mixed.recipe
-        kept = quantize.matching_nodes(fp32_graph, recipe.float_nodes, recipe.ops)
+    if searching:
+        selection = recipe_search.search(
+            fp32_graph, graph, options.target, calibration.windows, evaluate,
+            max(eval_set.windows, key=len), Path(scratch), progress,
+            allow_degraded=options.allow_degraded)
+        recipe, preset, kept = selection.recipe, selection.chosen, list(selection.kept)
+        metrics = selection.chosen_metrics
+        failures = parity.gate_failures(metrics)
     else:
-        progress.start(f"quantizing ({recipe.name})")
-        kept = quantize.quantize(fp32_graph, graph, recipe, calibration.windows if calibration else ())
-    progress.start(f"{recipe.name} parity", total=len(eval_set))
-    candidate = parity.run(_counting(_onnx_forward(graph), progress), eval_set.windows)
-    metrics = parity.compare(reference, candidate, labels, logits_kind)
-    failures = parity.gate_failures(metrics)
+        if preset == "static-mixed":
+            progress.start("choosing layers to keep float (sensitivity)")
+            mixed = sensitivity.search(fp32_graph, graph, recipe, calibration.windows, labels,
+                                       logits_kind, _onnx_forward, progress=progress)
+            recipe = mixed.recipe
+            kept = quantize.matching_nodes(fp32_graph, recipe.float_nodes, recipe.ops)
+        else:
+            progress.start(f"quantizing ({recipe.name})")
+            kept = quantize.quantize(fp32_graph, graph, recipe,
+                                     calibration.windows if calibration else ())
+        metrics, failures = evaluate(graph)
     metrics["candidate"] = f"onnxruntime-cpu-{options.quantize}"
     metrics["gate"] = {"ccc_min": parity.CCC_MIN, "agreement_min": parity.AGREEMENT_MIN,
                        "passed": not failures, "failures": failures,
@@ -243,10 +274,12 @@ def _compress(options, fp32_graph, graph, eval_set, reference, labels, logits_ki
             f"({'; '.join(failures)}); nothing was written (--allow-degraded writes it anyway)."
         )
     calibration_record = None
-    if calibration is not None:
+    if calibration is not None and recipe.needs_calibration:
         calibration_record = {"audio": calibration.description, "windows": len(calibration)}
     record = recipe.manifest(calibration_record, kept)
     weights = record.pop("weights")
+    if selection is not None:
+        record["selection"] = selection.record()
     if mixed is not None:
         record["mixed_precision"] = {
             "float_groups": list(mixed.float_groups), "target": sensitivity.TARGET_CCC
@@ -344,7 +377,7 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
         if options.quantize != "none":
             quantization, metrics = _compress(options, fp32_graph, graph, eval_set, reference,
                                                labels, built.logits_kind, window_s, hop_s,
-                                               prep.window, label, progress)
+                                               prep.window, label, progress, scratch)
         onnx_forward = _onnx_forward(graph)
         progress.start("writing the bundle")
         ref_windows = _reference_windows(eval_set)
@@ -391,6 +424,9 @@ def export_model(options: ExportOptions, progress: Progress | None = None) -> Ex
             reference_windows=bundle.ReferenceWindows("reference.npz", len(ref_windows),
                                                       REFERENCE_WINDOWS_ATOL[options.quantize]),
             tools=_tool_versions(),
+            vad=bundle.VoiceActivityGate(options.vad, vad.default_min_speech(task)
+                                         if options.min_speech is None else options.min_speech),
+            denoise=options.denoise,
             created_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         )
         written = stage.commit(manifest)

@@ -37,6 +37,8 @@ Modules, one concern each (this package re-exports their public names):
   format; no ``onnx`` package) and the policy that keeps them inside the bundle (used by
   :func:`load`; not re-exported).
 - :mod:`~edgeser.bundle.staging`: :func:`stage_bundle`, :class:`BundleStage`, atomic publishing.
+- :mod:`~edgeser.bundle.operating_points`: :func:`write_operating_points` into an existing
+  laughter bundle (the manifest alone is rewritten, atomically; the hashes stay valid).
 """
 
 from __future__ import annotations
@@ -51,11 +53,13 @@ from edgeser.bundle.manifest import (
     Logits,
     Manifest,
     Normalization,
+    OperatingPointOrigin,
     Prototypes,
     Pruning,
     Quantization,
     ReferenceWindows,
     Source,
+    VoiceActivityGate,
     WeightHash,
 )
 from edgeser.bundle.schema import (
@@ -69,6 +73,7 @@ from edgeser.bundle.schema import (
     validate_manifest,
 )
 from edgeser.bundle.loading import load
+from edgeser.bundle.operating_points import write_operating_points
 from edgeser.bundle.staging import BundleStage, stage_bundle
 from edgeser.errors import BundleError
 
@@ -88,11 +93,13 @@ __all__ = [
     "Logits",
     "Manifest",
     "Normalization",
+    "OperatingPointOrigin",
     "Prototypes",
     "Pruning",
     "Quantization",
     "ReferenceWindows",
     "Source",
+    "VoiceActivityGate",
     "WeightHash",
     "default_bundle_dir",
     "edgeser_home",
@@ -100,4 +107,5 @@ __all__ = [
     "stage_bundle",
     "upgrade",
     "validate_manifest",
+    "write_operating_points",
 ]

@@ -121,6 +121,19 @@ class Quantization:
     def describe(self) -> str:
         return self.preset or self.details.get("recipe") or self.precision
 
+    @property
+    def batch_independent(self) -> bool:
+        """False for dynamic INT8, whose activation scales are computed per call over the whole
+        batch: the runtime then runs such a graph one window per call."""
+        return self.method != "dynamic"
+
+    @property
+    def selection(self) -> Mapping | None:
+        """How an INT8 recipe was chosen (``--target``): the machine class, every candidate
+        tried with its latency and gate verdict, and the one kept; None when ``--recipe``
+        named it."""
+        return self.details.get("selection")
+
 
 @dataclass(frozen=True)
 class Pruning:
@@ -167,6 +180,50 @@ class FidelityGate:
 
 
 @dataclass(frozen=True)
+class VoiceActivityGate:
+    """Voice activity gating a bundle runs by default (``vad`` in the manifest; absent in bundles
+    made before it, which do not gate): ``enabled`` runs the VAD on every stream, and windows
+    whose speech fraction is below ``min_speech`` are reported as non-speech, not scored (None:
+    the runtime's default for the task, :func:`edgeser.vad.default_min_speech`)."""
+
+    enabled: bool = False
+    min_speech: float | None = None
+
+
+@dataclass(frozen=True)
+class OperatingPointOrigin:
+    """Where an operating point's threshold came from: the ``rule`` that chose it (e.g.
+    ``precision>=0.95``) on labelled audio (``labels_file``, its sha256, how many files and
+    windows, how many of them laughter), the metrics ``measured`` at the chosen threshold, and
+    what chose it when (``edgeser eval --write-operating-points``)."""
+
+    rule: str
+    labels_file: str
+    labels_sha256: str
+    files: int
+    windows: int
+    positive_windows: int
+    measured: Mapping = field(default_factory=lambda: _EMPTY, hash=False)
+    created_utc: str = ""
+    tool: str = ""
+    denoised: bool = False  # chosen on denoised audio (edgeser.frontend.denoise)
+
+    @classmethod
+    def from_json(cls, obj: Mapping) -> "OperatingPointOrigin":
+        return cls(obj["rule"], obj["labels_file"], obj["labels_sha256"], int(obj["files"]),
+                   int(obj["windows"]), int(obj["positive_windows"]),
+                   _frozen(obj.get("measured") or {}), obj["created_utc"], obj["tool"],
+                   bool(obj.get("denoised", False)))
+
+    def to_json(self) -> dict:
+        return {"rule": self.rule, "labels_file": self.labels_file,
+                "labels_sha256": self.labels_sha256, "files": self.files,
+                "windows": self.windows, "positive_windows": self.positive_windows,
+                "measured": _thawed(self.measured), "created_utc": self.created_utc,
+                "tool": self.tool, "denoised": self.denoised}
+
+
+@dataclass(frozen=True)
 class FileEntry:
     sha256: str
     bytes: int
@@ -193,6 +250,8 @@ class Manifest:
     created_utc: str
     sample_rate_hz: int = SAMPLE_RATE_HZ
     operating_points: Mapping = field(default_factory=lambda: _EMPTY, hash=False)  # name -> threshold
+    # name -> OperatingPointOrigin, for points chosen on labelled audio (absent: given by hand)
+    operating_point_origins: Mapping = field(default_factory=lambda: _EMPTY, hash=False)
     default_operating_point: str | None = None
     positive_label: str | None = None
     prototypes: Prototypes | None = None
@@ -201,6 +260,8 @@ class Manifest:
     # A distilled student: its teacher, training and held-out fidelity (see edgeser distill).
     distillation: Mapping | None = field(default=None, hash=False)
     parity: Mapping = field(default_factory=lambda: _EMPTY, hash=False)  # metrics measured at export
+    vad: VoiceActivityGate = VoiceActivityGate()
+    denoise: bool = False  # run the noise suppressor before windowing by default
     tools: Mapping = field(default_factory=lambda: _EMPTY, hash=False)  # tool -> version
     files: Mapping = field(default_factory=lambda: _EMPTY, hash=False)  # name -> FileEntry
 
@@ -258,6 +319,9 @@ class Manifest:
             created_utc=m["created_utc"], sample_rate_hz=int(m["sample_rate_hz"]),
             operating_points=MappingProxyType({k: float(v) for k, v in
                                                m["operating_points"].items()}),
+            operating_point_origins=MappingProxyType({
+                k: OperatingPointOrigin.from_json(v)
+                for k, v in (m.get("operating_point_origins") or {}).items()}),
             default_operating_point=m["default_operating_point"],
             positive_label=m["positive_label"],
             prototypes=None if protos is None else Prototypes(
@@ -268,6 +332,7 @@ class Manifest:
                                                          int(pruning["layers_in_checkpoint"])),
             distillation=_frozen(m.get("distillation")),
             parity=_frozen(m["parity"]), tools=_frozen(m["tools"]),
+            vad=_vad_gate(m.get("vad")), denoise=bool(m.get("denoise", False)),
             files=MappingProxyType({name: FileEntry(e["sha256"], int(e["bytes"]))
                                     for name, e in m["files"].items()}),
         )
@@ -288,6 +353,8 @@ class Manifest:
             "window_s": self.window_s, "hop_s": self.hop_s, "min_samples": self.min_samples,
             "silence_dbfs": self.silence_dbfs,
             "operating_points": dict(self.operating_points),
+            "operating_point_origins": {k: v.to_json() for k, v in
+                                        sorted(self.operating_point_origins.items())},
             "default_operating_point": self.default_operating_point,
             "positive_label": self.positive_label,
             "prototypes": None if self.prototypes is None else {
@@ -311,6 +378,8 @@ class Manifest:
                        "weights": [{"file": w.file, "sha256": w.sha256}
                                    for w in self.source.weights]},
             "parity": _thawed(self.parity),
+            "vad": {"enabled": self.vad.enabled, "min_speech": self.vad.min_speech},
+            "denoise": self.denoise,
             "reference_windows": {"file": self.reference_windows.file,
                                   "count": self.reference_windows.count,
                                   "atol": self.reference_windows.atol},
@@ -323,6 +392,14 @@ class Manifest:
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _vad_gate(obj: Any) -> VoiceActivityGate:
+    if obj is None:
+        return VoiceActivityGate()
+    min_speech = obj.get("min_speech")
+    return VoiceActivityGate(bool(obj.get("enabled", False)),
+                             None if min_speech is None else float(min_speech))
 
 
 # --------------------------------------------------------------------------------------------

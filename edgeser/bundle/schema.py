@@ -144,6 +144,20 @@ def _check_audio(m: Mapping, problems: list[str]) -> None:
     silence = _get(m, "silence_dbfs", problems)
     if silence is not _MISSING and not (_is_number(silence) and silence <= 0):
         problems.append("silence_dbfs must be a finite number <= 0")
+    _check_gating(m, problems)
+
+
+def _check_gating(m: Mapping, problems: list[str]) -> None:
+    # Optional: bundles made before voice activity gating and denoising do neither.
+    vad = m.get("vad")
+    if vad is not None:
+        min_speech = vad.get("min_speech") if isinstance(vad, dict) else None
+        if not (isinstance(vad, dict) and isinstance(vad.get("enabled", False), bool)
+                and (min_speech is None or (_is_number(min_speech) and 0 <= min_speech <= 1))):
+            problems.append("vad must be an object with enabled (true/false) and min_speech (a "
+                            "fraction from 0 to 1, or null)")
+    if not isinstance(m.get("denoise", False), bool):
+        problems.append("denoise must be true or false")
 
 
 def _check_normalization(m: Mapping, problems: list[str]) -> None:
@@ -181,7 +195,36 @@ def _check_decisions(m: Mapping, problems: list[str]) -> None:
         problems.append("positive_label must name a label for laughter")
     elif positive not in (None, _MISSING) and positive not in labels:
         problems.append("positive_label must be one of labels")
+    _check_origins(m, points if points_ok else None, problems)
     _check_prototypes(m, problems)
+
+
+def _check_origins(m: Mapping, points: Mapping | None, problems: list[str]) -> None:
+    # Optional: operating points given by hand (or in bundles made before it) have no origin.
+    origins = m.get("operating_point_origins", {})
+    if not isinstance(origins, dict):
+        problems.append("operating_point_origins must be an object")
+        return
+    for name, origin in origins.items():
+        where = f"operating_point_origins[{name!r}]"
+        if points is not None and name not in points:
+            problems.append(f"{where} names no operating point")
+        if not isinstance(origin, dict):
+            problems.append(f"{where} must be an object")
+            continue
+        counts = [origin.get(k) for k in ("files", "windows", "positive_windows")]
+        if not (all(_is_text(origin.get(k)) for k in ("rule", "labels_file", "tool"))
+                and isinstance(origin.get("labels_sha256"), str)
+                and _HEX64.fullmatch(origin["labels_sha256"])
+                and all(_is_int(c) and c >= 0 for c in counts) and counts[0] >= 1
+                and counts[2] <= counts[1]
+                and _is_iso8601(origin.get("created_utc"))
+                and isinstance(origin.get("denoised", False), bool)
+                and isinstance(origin.get("measured", {}), dict)
+                and all(v is None or _is_number(v) for v in origin.get("measured", {}).values())):
+            problems.append(f"{where} must record rule, labels_file, labels_sha256 (64 hex "
+                            "digits), files (>= 1), windows, positive_windows (<= windows), "
+                            "measured (numbers), created_utc, tool and denoised (true/false)")
 
 
 def _check_prototypes(m: Mapping, problems: list[str]) -> None:

@@ -10,7 +10,7 @@ import sys
 import typer
 
 from edgeser import __version__
-from edgeser.cli import bench, detect, distill, engine, export, probe, serve, verify
+from edgeser.cli import bench, denoise, detect, distill, engine, eval, export, probe, serve, verify
 from edgeser.errors import EdgeserError
 
 app = typer.Typer(
@@ -23,8 +23,10 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.command("bench")(bench.bench)
+app.command("denoise")(denoise.denoise)
 app.command("detect")(detect.detect)
 app.command("distill")(distill.distill)
+app.command("eval")(eval.evaluate)
 app.add_typer(engine.app, name="engine")
 app.command("export")(export.export)
 app.command("probe")(probe.probe)

@@ -33,3 +33,13 @@ Device = Annotated[Optional[str], typer.Option(
 Fallback = Annotated[bool, typer.Option(
     "--fallback", help="When the device's provider is missing, run on what is there (and say "
     "so).")]
+Vad = Annotated[Optional[bool], typer.Option(
+    "--vad/--no-vad", help="Gate windows by voice activity (Silero VAD): windows with less "
+    "speech than --min-speech are reported as non-speech, not scored; needs pip install "
+    "\"edgeser[vad]\" [default: the bundle's].", show_default=False)]
+MinSpeech = Annotated[Optional[float], typer.Option(
+    "--min-speech", min=0.0, max=1.0, help="Smallest speech fraction of a window that is "
+    "scored; implies --vad [default: the bundle's, else 0.25 (laughter 0: gates nothing)].")]
+Denoise = Annotated[Optional[bool], typer.Option(
+    "--denoise/--no-denoise", help="Run the noise suppressor on the 16 kHz audio before "
+    "windowing [default: the bundle's].", show_default=False)]

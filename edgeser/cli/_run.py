@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import Callable, Iterator, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -84,7 +84,10 @@ def _detect(detector: Detector, item: Input):
     return result
 
 
-def files(detector: Detector, found: list[Input], fmt: str, output: Path | None) -> list[str]:
+def files(detector: Detector, found: list[Input], fmt: str, output: Path | None,
+          on_result: Callable[[Input, object], None] | None = None) -> list[str]:
+    """Detect in every input, writing each result as it comes (and passing it to
+    ``on_result``); returns the inputs that failed."""
     failures: list[str] = []
     per_input = fmt in LABEL_FORMATS and len(found) > 1
     with _progress(len(found)) as advance, \
@@ -95,6 +98,8 @@ def files(detector: Detector, found: list[Input], fmt: str, output: Path | None)
             writer = open_writer(fmt, out, detector.run_info, detailed=len(found) == 1)
         for item in found:
             result = _detect(detector, item)
+            if on_result is not None and not isinstance(result, str):
+                on_result(item, result)
             advance()
             if isinstance(result, str):
                 failures.append(item.source)

@@ -37,10 +37,14 @@ def export(
     layers: Optional[int] = typer.Option(None, min=1, help="Keep only the first N transformer "
                                         "layers [default: all]."),
     quantize: str = typer.Option("int8", help="int8, fp16 or none (FP32)."),
-    recipe: Optional[str] = typer.Option(None, help="INT8 recipe preset [default: blockwise-int8, "
-                                         "static-minmax for "
+    recipe: Optional[str] = typer.Option(None, help="INT8 recipe preset [default: chosen by "
+                                         "--target; static-minmax for "
                                          "--engine tensorrt; static-symmetric makes INT8 bundles for TensorRT engines "
                                          "built later on the device]."),
+    target: str = typer.Option("auto", help="CPU the INT8 recipe is chosen for: auto (time "
+                               "every candidate on this machine), x86-vnni, x86-avx2, "
+                               "arm64-dotprod or arm64 (ranked from committed measurements); "
+                               "the fastest candidate that holds the fidelity gate is kept."),
     calibration: Optional[Path] = typer.Option(None, help="Folder of real audio to calibrate "
                                                "INT8 activation ranges [default: generated speech]."),
     calibration_windows: int = typer.Option(64, min=1, help="Calibration windows."),
@@ -57,6 +61,15 @@ def export(
     window: Optional[float] = typer.Option(None, help="Window length in seconds [default: per task]."),
     hop: Optional[float] = typer.Option(None, help="Hop in seconds [default: per task]."),
     force: bool = typer.Option(False, "--force", help="Replace an existing bundle."),
+    vad: bool = typer.Option(False, "--vad/--no-vad", help="Detection gates windows by voice "
+                             "activity by default with this bundle (needs pip install "
+                             "\"edgeser[vad]\" where it runs)."),
+    min_speech: Optional[float] = typer.Option(None, "--min-speech", min=0.0, max=1.0,
+                                               help="The bundle's smallest scored speech "
+                                               "fraction [default: 0.25; laughter 0, which "
+                                               "gates nothing]."),
+    denoise: bool = typer.Option(False, "--denoise/--no-denoise", help="Detection runs the "
+                                 "noise suppressor by default with this bundle."),
     engine: Optional[str] = typer.Option(None, help="tensorrt: also build this device's "
                                          "TensorRT engine into the bundle (fp16 from an FP32/FP16 "
                                          "bundle, int8 from a static symmetric one; needs "
@@ -77,10 +90,11 @@ def export(
 
     options = ExportOptions(
         model=model, revision=revision, out=out, task=task, layers=layers, quantize=quantize,
-        recipe=recipe, calibration=calibration, calibration_windows=calibration_windows,
+        recipe=recipe, target=target, calibration=calibration, calibration_windows=calibration_windows,
         allow_degraded=allow_degraded,
         operating_points=points, prototypes=prototypes, eval_audio=eval_audio,
         eval_windows=eval_windows, window_s=window, hop_s=hop, overwrite=force, engine=engine,
+        vad=vad, min_speech=min_speech, denoise=denoise,
     )
     with RichProgress() as progress:
         result = export_model(options, progress)

@@ -33,6 +33,9 @@ def serve(
     release: opt.Release = None,
     merge_gap: opt.MergeGap = 0.5,
     silence: opt.Silence = None,
+    vad: opt.Vad = None,
+    min_speech: opt.MinSpeech = None,
+    denoise: opt.Denoise = None,
     threads: opt.Threads = None,
     device: opt.Device = None,
     fallback: opt.Fallback = False,
@@ -120,6 +123,7 @@ def serve(
         threads=threads, window_s=window, hop_s=hop, batch_size=batch_size, silence_dbfs=silence,
         threshold=threshold, operating_point=operating_point, min_duration_s=min_duration,
         merge_gap_s=merge_gap, release=release, device=device, fallback=fallback,
+        vad=vad, min_speech=min_speech, denoise=denoise,
     )
     server = None
     try:

@@ -22,7 +22,7 @@ class AudacityWriter:
             self._out.flush()
 
     def window(self, source: str, w: WindowResult) -> None:
-        if not self._events_only and not w.silent:
+        if not self._events_only and w.scores is not None:
             self._label(w.start, w.stop, scores_text(w, self._run.labels, SCORE_DECIMALS))
 
     def event(self, source: str, e: Event) -> None:

@@ -47,7 +47,7 @@ def is_regression(run: RunInfo) -> bool:
 def scores_text(w: WindowResult, labels: tuple[str, ...], decimals: int) -> str:
     """One voiced window's scores in a few words: "happy 0.71" where a top label exists,
     else "arousal=0.52 dominance=0.48 valence=0.61" in label order."""
-    assert w.scores is not None, "silent windows have no scores"
+    assert w.scores is not None, "silent and non-speech windows have no scores"
     if w.top_label is not None:
         return f"{w.top_label} {w.scores[w.top_label]:.{decimals}f}"
     return " ".join(f"{label}={w.scores[label]:.{decimals}f}" for label in labels)
@@ -65,17 +65,21 @@ def model_record(run: RunInfo) -> dict[str, Any]:
         "silence_dbfs": run.silence_dbfs, "positive_label": run.positive_label,
         "threshold": run.threshold, "operating_point": run.operating_point,
         "min_duration_s": run.min_duration_s, "merge_gap_s": run.merge_gap_s,
-        "release": run.release,
+        "release": run.release, "vad": run.vad, "min_speech": run.min_speech,
+        "denoise": run.denoise,
         "fidelity_gate": {"passed": run.gate_passed, "failures": list(run.gate_failures)},
     }
 
 
 def window_record(w: WindowResult) -> dict[str, Any]:
-    return {
+    record = {
         "index": w.index, "start_sample": w.start, "end_sample": w.stop,
         "start_s": w.start_s, "end_s": w.end_s, "level_dbfs": float(w.level_dbfs),
         "silent": w.silent, "scores": _floats(w.scores), "top_label": w.top_label,
     }
+    if w.speech_fraction is not None:  # runs with voice activity gating
+        record |= {"speech_fraction": float(w.speech_fraction), "non_speech": w.non_speech}
+    return record
 
 
 def event_record(e: Event) -> dict[str, Any]:
@@ -87,11 +91,14 @@ def event_record(e: Event) -> dict[str, Any]:
 
 
 def summary_record(s: Summary) -> dict[str, Any]:
-    return {
+    record = {
         "windows": s.windows, "voiced_windows": s.voiced_windows, "silent_windows": s.silent_windows,
         "scores": _floats(s.scores), "top_label": s.top_label, "events": s.events,
         "event_s": float(s.event_s),
     }
+    if s.non_speech_windows is not None:  # runs with voice activity gating
+        record["non_speech_windows"] = s.non_speech_windows
+    return record
 
 
 def file_record(end: FileEnd) -> dict[str, Any]:

@@ -35,12 +35,17 @@ def _float_seconds(value_s: float) -> str:
     return seconds_text(round(value_s * SAMPLE_RATE_HZ))
 
 
+def _unscored(w: WindowResult) -> str:
+    return "silent" if w.silent else "non-speech"
+
+
 def _all_scores(scores, labels: tuple[str, ...]) -> str:
     return " ".join(f"{label}={scores[label]:.3f}" for label in labels)
 
 
 def summary_text(run: RunInfo, s: Summary) -> str:
-    parts = [f"{s.voiced_windows}/{s.windows} windows voiced"]
+    parts = [f"{s.voiced_windows}/{s.windows} windows voiced"
+             + (f" ({s.non_speech_windows} non-speech)" if s.non_speech_windows else "")]
     if is_laughter(run):
         parts.append(f"{s.events} {run.positive_label} event{'' if s.events == 1 else 's'}, "
                      f"{_float_seconds(s.event_s)} s in total")
@@ -64,12 +69,14 @@ class LiveTableWriter:
         self._out.flush()
 
     def window(self, source: str, w: WindowResult) -> None:
-        if w.silent:
-            scores = "silent"
+        if w.scores is None:
+            scores = _unscored(w)
         else:
             scores = _all_scores(w.scores, self._run.labels)
             if w.top_label is not None:
                 scores += f"  top {w.top_label}"
+        if w.speech_fraction is not None:
+            scores += f"  speech {w.speech_fraction:.2f}"
         self._line(f"{_span(w.start, w.stop)} s  {scores}")
 
     def event(self, source: str, e: Event) -> None:
@@ -99,12 +106,13 @@ class DetailedTableWriter:
     def window(self, source: str, w: WindowResult) -> None:
         if self._laughter:
             return  # laughter is shown as its events
-        if w.silent:
-            scores = ("silent",) + ("",) * (len(self._run.labels) - 1)
+        if w.scores is None:
+            scores = (_unscored(w),) + ("",) * (len(self._run.labels) - 1)
         else:
             scores = tuple(f"{w.scores[label]:.3f}" for label in self._run.labels)
         top = () if self._regression else (w.top_label or "",)
-        self._rows.append((_span(w.start, w.stop), f"{w.level_dbfs:.1f}", *scores, *top))
+        speech = () if w.speech_fraction is None else (f"{w.speech_fraction:.2f}",)
+        self._rows.append((_span(w.start, w.stop), f"{w.level_dbfs:.1f}", *speech, *scores, *top))
 
     def event(self, source: str, e: Event) -> None:
         self._rows.append((seconds_text(e.start), seconds_text(e.stop),
@@ -128,7 +136,8 @@ class DetailedTableWriter:
         if self._laughter:
             numeric = ("start s", "end s", "duration s", "peak")
         else:
-            numeric = ("time s", "level dBFS", *self._run.labels)
+            numeric = ("time s", "level dBFS", *(("speech",) if self._run.vad else ()),
+                        *self._run.labels)
         table = Table(*(Column(header, justify="right") for header in numeric))
         if not (self._laughter or self._regression):
             table.add_column("top")

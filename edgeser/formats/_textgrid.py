@@ -45,7 +45,7 @@ class TextGridWriter:
         self._points: dict[str, list[Point]] = {name: [] for name in self._point_tiers}
 
     def window(self, source: str, w: WindowResult) -> None:
-        if w.silent:
+        if w.scores is None:  # silent or non-speech: not scored
             return
         centre = centre_samples(w)
         if self._laughter:

@@ -31,7 +31,8 @@ Client messages (``op``)
     ``source`` (the name the records carry; default the stream id), ``threshold`` or
     ``operating_point``, ``min_duration_s``, ``merge_gap_s``, ``release`` (laughter bundles),
     ``window_s``, ``hop_s`` (rounded to 20 ms frames; at least the model's receptive field, at most
-    ``MAX_WINDOW_S``, hop not longer than the window), ``silence_dbfs``, and ``overflow``
+    ``MAX_WINDOW_S``, hop not longer than the window), ``silence_dbfs``, ``vad`` (true/false),
+    ``min_speech``, ``denoise`` (true/false), and ``overflow``
     (``block`` or ``drop``, default the server's ``--overflow``). Answered by a ``run`` record.
 ``{"op": "audio", "stream": ID, "bytes": N}`` followed by N bytes of PCM
     Frames may split samples: bytes of an incomplete frame wait for the next message.
@@ -120,10 +121,11 @@ OPS = ("hello", "open", "audio", "end", "health", "reload")
 # Fields each op accepts besides "op" and "id".
 OPEN_REQUIRED = ("stream", "rate_hz", "channels", "sample_format")
 OPEN_OVERRIDES = ("threshold", "operating_point", "window_s", "hop_s", "min_duration_s",
-                  "merge_gap_s", "release", "silence_dbfs")
+                  "merge_gap_s", "release", "silence_dbfs", "min_speech")
+OPEN_SWITCHES = ("vad", "denoise")  # true or false
 OP_FIELDS = {
     "hello": ("protocol",),
-    "open": OPEN_REQUIRED + ("source", "overflow") + OPEN_OVERRIDES,
+    "open": OPEN_REQUIRED + ("source", "overflow") + OPEN_OVERRIDES + OPEN_SWITCHES,
     "audio": ("stream", "bytes"),
     "end": ("stream",),
     "health": (),

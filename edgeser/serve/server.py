@@ -458,6 +458,12 @@ class Connection:
                 value = P.number(body, key, stream=sid, request_id=request_id)
             if value is not None:
                 overrides[key] = value
+        for key in P.OPEN_SWITCHES:
+            value = body.get(key)
+            if value is not None and not isinstance(value, bool):
+                raise refuse("bad-option", f'"{key}" must be true or false, got {value!r}.')
+            if value is not None:
+                overrides[key] = value
         if overrides.get("window_s", 0) > P.MAX_WINDOW_S:
             raise refuse("bad-option", f"a window of {overrides['window_s']:g} s is longer than "
                          f"the server's limit of {P.MAX_WINDOW_S:g} s.")
