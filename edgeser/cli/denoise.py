@@ -24,7 +24,7 @@ def denoise(
                                        help="Mono WAV file to write (replaced atomically)."),
     rate: Optional[int] = typer.Option(
         None, "--rate", callback=_check_rate, show_default=False,
-        help=f"Resample to {SAMPLE_RATE_HZ} Hz before denoising. Default: keep the input's rate.",
+        help=f"Resample to {SAMPLE_RATE_HZ} Hz before denoising [default: the input's rate].",
     ),
 ) -> None:
     """Suppress stationary background noise in a speech recording and write it as a mono WAV.

@@ -68,10 +68,10 @@ def detect(
     embeddings: Optional[Path] = typer.Option(None, "--embeddings", help="Also write every "
                                               "scored window's pooled embedding with its source "
                                               "file and start/end seconds: .npz, or .parquet "
-                                              "(needs pyarrow)."),
+                                              "(needs pyarrow) [default: none]."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Also draw the input's waveform, "
                                         "per-window scores and laughter events into this .png "
-                                        "(needs pip install \"edgeser[plots]\")."),
+                                        "(needs pip install \"edgeser[plots]\") [default: none]."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Export the model on first use without "
                              "asking."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print the model, windows and "

@@ -29,10 +29,10 @@ def evaluate(
                                       "each --noise-file, at these SNRs in dB), noise:FILE[:SNRS], "
                                       "babble:SNRS (other clips of the set), reverb:0.3,0.8 "
                                       "(RT60 in s), phone[:GAIN_DB] (300-3400 Hz at 8 kHz, "
-                                      "mu-law, clipping), gain:+6,-6. Repeatable."),
+                                      "mu-law, clipping), gain:+6,-6. Repeatable [default: clean only]."),
     noise_file: List[Path] = typer.Option([], "--noise-file", show_default=False,
                                           help="Noise recording mixed in at the SNRs of "
-                                          "noise:SNRS. Repeatable."),
+                                          "noise:SNRS. Repeatable [default: none]."),
     denoise: str = typer.Option("raw", "--denoise", help="raw, denoised (the noise suppressor "
                                 "first) or both."),
     reference_model: Optional[str] = typer.Option(
@@ -46,7 +46,8 @@ def evaluate(
         None, "--write-operating-points", help="Laughter: choose thresholds by rule on the clean "
         "audio and write them into the bundles with their origin, e.g. "
         "'high-precision=precision>=0.95,balanced=f1' (quoted: the shell reads >) (metrics: "
-        "precision, recall, f1, accuracy, event-precision, event-recall, event-f1)."),
+        "precision, recall, f1, accuracy, event-precision, event-recall, event-f1) "
+        "[default: none]."),
     class_column: str = typer.Option("class", "--class-column",
                                      help="The labels column holding the true class."),
     embeddings_plot: bool = typer.Option(False, "--embeddings-plot",
