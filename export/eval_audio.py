@@ -106,7 +106,7 @@ def from_directory(directory: Path, window_s: float, hop_s: float, max_windows: 
                       prepare)
 
 
-def _espeak(text: str, voice: str, speed_wpm: int, pitch: int, out: Path) -> None:
+def espeak_wav(text: str, voice: str, speed_wpm: int, pitch: int, out: Path) -> None:
     subprocess.run(
         ["espeak-ng", "-v", voice, "-s", str(speed_wpm), "-p", str(pitch), "-w", str(out), text],
         check=True, capture_output=True, timeout=60,
@@ -123,7 +123,7 @@ def _espeak_speech(seconds: float, sentences: tuple, seed: int) -> np.ndarray | 
         while total < seconds * SAMPLE_RATE_HZ:
             wav = Path(scratch) / f"{k}.wav"
             try:
-                _espeak(sentences[k % len(sentences)], VOICES[k % len(VOICES)],
+                espeak_wav(sentences[k % len(sentences)], VOICES[k % len(VOICES)],
                         int(rng.integers(120, 200)), int(rng.integers(20, 80)), wav)
                 samples, info = audio.read_mono(wav)
             except (subprocess.SubprocessError, OSError, AudioError):

@@ -224,8 +224,8 @@ def _compress(options, fp32_graph, graph, eval_set, reference, labels, logits_ki
     that made the graph (``--recipe`` reproduces the bundle). Without ``--recipe``, INT8
     candidates are tried fastest first for ``--target`` and every try is recorded."""
 
-    def evaluate(path):
-        progress.start(f"{path.stem} parity", total=len(eval_set))
+    def evaluate(path, name):
+        progress.start(f"{name} parity", total=len(eval_set))
         candidate = parity.run(_counting(_onnx_forward(path), progress), eval_set.windows)
         found = parity.compare(reference, candidate, labels, logits_kind)
         return found, parity.gate_failures(found)
@@ -263,7 +263,7 @@ def _compress(options, fp32_graph, graph, eval_set, reference, labels, logits_ki
             progress.start(f"quantizing ({recipe.name})")
             kept = quantize.quantize(fp32_graph, graph, recipe,
                                      calibration.windows if calibration else ())
-        metrics, failures = evaluate(graph)
+        metrics, failures = evaluate(graph, recipe.name)
     metrics["candidate"] = f"onnxruntime-cpu-{options.quantize}"
     metrics["gate"] = {"ccc_min": parity.CCC_MIN, "agreement_min": parity.AGREEMENT_MIN,
                        "passed": not failures, "failures": failures,

@@ -49,24 +49,19 @@ class Selection:
     fp32_latency_ms: float
     window_samples: int
     tries: tuple
-    chosen: str | None
+    chosen: str
     chosen_metrics: dict | None
-    recipe: quantize.Recipe | None
-    kept: tuple
+    kept: tuple  # node names the chosen recipe kept float
+
+    @property
+    def recipe(self) -> quantize.Recipe:
+        return quantize.RECIPES[self.chosen]()
 
     def record(self) -> dict:
         return {"target": self.target, "machine": self.machine, "order_from": self.order_from,
                 "timed_window_samples": self.window_samples,
                 "fp32_latency_ms": round(self.fp32_latency_ms, 2),
                 "tries": [t.record() for t in self.tries], "chosen": self.chosen}
-
-    def summary(self) -> str:
-        parts = []
-        for t in self.tries:
-            timing = f" {t.latency_ms:.0f} ms" if t.latency_ms is not None else ""
-            parts.append(f"{t.recipe}{timing} ({t.gate})")
-        return (f"target {self.target} (this machine: {self.machine}); FP32 "
-                f"{self.fp32_latency_ms:.0f} ms; tried: " + ", ".join(parts))
 
 
 def _session(path: Path):
@@ -101,7 +96,7 @@ def time_graphs(paths: dict, window: np.ndarray, rounds: int = TIMED_ROUNDS) -> 
 def search(fp32_graph: Path, out: Path, target: str, calibration_windows, evaluate,
            timing_window: np.ndarray, scratch: Path, progress, allow_degraded: bool = False,
            candidates: tuple = targets.CANDIDATES) -> Selection:
-    """Write the chosen candidate at ``out``. ``evaluate(path)`` returns (metrics, failures)
+    """Write the chosen candidate at ``out``. ``evaluate(path, name)`` returns (metrics, failures)
     of the fidelity gate for the graph at ``path``. Raises ExportError when none passes and
     ``allow_degraded`` is off (with it, the candidate of best worst-case fidelity is kept)."""
     machine = targets.this_machine()
@@ -130,8 +125,7 @@ def search(fp32_graph: Path, out: Path, target: str, calibration_windows, evalua
         if chosen is not None:
             tries.append(Try(name, latency[name], "not run"))
             continue
-        progress.start(f"{name} parity")
-        metrics, failures = evaluate(made[name][0])
+        metrics, failures = evaluate(made[name][0], name)
         tries.append(Try(name, latency[name], "failed" if failures else "passed", metrics,
                          tuple(failures)))
         if not failures:
@@ -147,7 +141,7 @@ def search(fp32_graph: Path, out: Path, target: str, calibration_windows, evalua
         _, chosen, chosen_metrics = best
     shutil.copyfile(made[chosen][0], out)
     return Selection(target, machine, order_from, fp32_ms, int(len(timing_window)), tuple(tries),
-                     chosen, chosen_metrics, quantize.RECIPES[chosen](), made[chosen][1])
+                     chosen, chosen_metrics, made[chosen][1])
 
 
 def _worst(metrics: dict) -> float:

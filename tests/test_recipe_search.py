@@ -78,8 +78,8 @@ def _windows(n, samples=16000, seed=0):
 def _gate(verdicts: dict, seen: list):
     """An evaluation whose verdict per candidate is given; records the order it was asked in."""
 
-    def evaluate(path):
-        name = path.stem.removeprefix("candidate-")
+    def evaluate(path, name):
+        assert path.stem == f"candidate-{name}"
         seen.append(name)
         ccc = verdicts[name]
         failures = [f"CCC arousal {ccc:.4f} < 0.99"] if ccc < 0.99 else []

@@ -116,7 +116,7 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(errno, os.strerror(errno), str(b))
 
 
-def _publish(tmp: Path, dest: Path, overwrite: bool) -> None:
+def publish_folder(tmp: Path, dest: Path, overwrite: bool) -> None:
     """Rename ``tmp`` onto ``dest``. With ``overwrite`` an existing dest is swapped with ``tmp``
     in one step where the system can (then deleted), else moved aside first, restored if the
     rename fails, and deleted after."""
@@ -176,7 +176,7 @@ class BundleStage:
             final = Manifest.from_json(doc)
             (self.path / MANIFEST).write_text(final.dumps(), encoding="utf-8")
             _fsync_tree(self.path)
-            _publish(self.path, self.dest, self.overwrite)
+            publish_folder(self.path, self.dest, self.overwrite)
         except OSError as err:
             detail = err.strerror or str(err)
             raise BundleError(f"cannot publish bundle {self.dest}: {detail}.") from None

@@ -49,7 +49,7 @@ def synthesise(voices: tuple[str, ...] = VOICES,
                sentences: tuple[str, ...] = NEUTRAL_SENTENCES) -> NeutralSpeech:
     if shutil.which("espeak-ng") is None:
         return NeutralSpeech({}, NOT_INSTALLED)
-    from edgeser.export.eval_audio import _espeak  # the one espeak-ng call (numpy only)
+    from edgeser.export.eval_audio import espeak_wav  # the one espeak-ng call (numpy only)
 
     clips: dict[str, list[np.ndarray]] = {}
     with tempfile.TemporaryDirectory() as scratch:
@@ -57,7 +57,7 @@ def synthesise(voices: tuple[str, ...] = VOICES,
             for k, text in enumerate(sentences):
                 wav = Path(scratch) / f"{v}-{k}.wav"
                 try:
-                    _espeak(text, voice, SPEED_WPM, PITCH, wav)
+                    espeak_wav(text, voice, SPEED_WPM, PITCH, wav)
                     samples, info = audio.read_mono(wav)
                 except (subprocess.SubprocessError, OSError, AudioError) as err:
                     return NeutralSpeech({}, f"espeak-ng failed for voice {voice} ({err}), so "

@@ -317,7 +317,7 @@ def markdown(doc: dict, figures: list[tuple[str, str]]) -> str:
 def _publish(tmp: Path, dest: Path) -> None:
     """Rename ``tmp`` onto ``dest``; an existing report there is replaced in one step where the
     system can (else moved aside, restored if the rename fails), anything else is refused."""
-    from edgeser.bundle.staging import _publish as publish_folder  # the bundles' folder swap
+    from edgeser.bundle.staging import publish_folder  # the bundles' folder swap
 
     if os.path.lexists(dest) and (not dest.is_dir() or (any(dest.iterdir())
                                                         and not (dest / JSON).is_file())):
