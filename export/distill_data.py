@@ -47,7 +47,6 @@ class AudioFile:
     seconds: float
     samples_16k: int  # declared length at 16 kHz
     bytes: int
-    mtime_ns: int
 
 
 @dataclass(frozen=True)
@@ -101,7 +100,7 @@ def scan(folder: Path, speaker_pattern: str | None = None) -> Corpus:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 info = audio.probe(path)
-            stat = path.stat()
+            size = path.stat().st_size
         except (AudioError, OSError) as err:
             skipped.append((rel, str(err)))
             continue
@@ -111,8 +110,7 @@ def scan(folder: Path, speaker_pattern: str | None = None) -> Corpus:
         samples = math.ceil(info.frames * fe.TARGET_RATE_HZ / info.rate_hz)
         group = _group_of(rel, pattern)
         files.append(AudioFile(path, rel, group if group is not None else f"file:{rel}",
-                               info.frames / info.rate_hz, samples, stat.st_size,
-                               stat.st_mtime_ns))
+                               info.frames / info.rate_hz, samples, size))
     if not files:
         first = skipped[0][1] if skipped else "no samples"
         raise ExportError(f"--audio {folder}: holds no readable audio ({len(skipped)} audio files, "
@@ -226,9 +224,20 @@ def augment(raw: np.ndarray, recording: np.ndarray, start: int, rng: np.random.G
     return x.astype(np.float32)
 
 
+def _content_sha256(path: Path) -> str:
+    digest_ = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest_.update(block)
+    return digest_.hexdigest()
+
+
 def fingerprint(corpus: Corpus, indices) -> list:
-    """What identifies the audio of ``indices`` for the cache key: path, size, mtime."""
-    return [[corpus.files[i].rel, corpus.files[i].bytes, corpus.files[i].mtime_ns] for i in indices]
+    """What identifies the audio of ``indices`` for the cache key: path, size and a sha256 of
+    the bytes. Content, not mtime: a copy, an rsync without -t or a remount keeps the cache
+    (the teacher pass is the expensive part of a run), an edit in place does not."""
+    return [[corpus.files[i].rel, corpus.files[i].bytes, _content_sha256(corpus.files[i].path)]
+            for i in indices]
 
 
 def digest(value: str) -> str:

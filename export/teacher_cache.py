@@ -2,8 +2,9 @@
 
 A cache is a directory ``<cache root>/<key>/`` (default root ``$EDGESER_HOME/distill-cache``);
 the key is the sha256 of everything that decides its content: the teacher's weights and config,
-the checkpoint's preprocessing, the audio files (path, size, mtime) and their split, window and
-hop, silence gate, window budgets, augmentation copies, seed, and whether conv features are kept.
+the checkpoint's preprocessing, the audio files (path, size, content sha256) and their split,
+window and hop, silence gate, window budgets, augmentation copies, seed, and whether conv
+features are kept.
 
 It is written in shards, each a directory renamed into place when complete and covering whole
 files, so an interrupted teacher pass resumes at the first file no shard covers and nothing is
@@ -44,7 +45,7 @@ class CacheSpec:
     teacher_weights: list
     teacher_config_sha256: str
     preprocessing: str
-    files: list  # [rel, bytes, mtime_ns, "train"|"heldout"] in corpus order
+    files: list  # [rel, bytes, sha256, "train"|"heldout"] in corpus order
     window_s: float
     hop_s: float
     silence_dbfs: float
