@@ -42,9 +42,16 @@ from edgeser.export.pipeline import Progress
 DEFAULT_STEPS = 2000
 DEFAULT_MAX_WINDOWS = 3000
 DEFAULT_CHECKPOINT_EVERY = 100
+# Peak learning rates (AdamW). The transformer starts as the teacher's own layers, a fine-tuning
+# regime: on the full-size reference student 1e-4 left the loss near 3 after 200 steps where 1e-5
+# reached 0.16. A front end trained alone after its narrowed layers were refitted by least squares
+# moved fastest at 1e-4 (3e-5 slower, 3e-4 first undid the refit).
+DEFAULT_LR = 1e-5
+DEFAULT_FRONTEND_LR = 1e-4
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 PROBE_STEPS = 2
+CONV_FIT_WINDOWS = 16  # full training windows for the narrowed conv's least-squares refit
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -67,12 +74,14 @@ class DistillOptions:
     preset: str | None = None  # "tiny"
     ffn_dim: int | None = None
     hidden_size: int | None = None
-    conv_dim: int | None = None
+    conv_dim: int | tuple | None = None  # every conv layer, or the first layers' widths
+    pos_conv_kernel: int | None = None
+    frontend_only: bool = False  # train the front end alone against the teacher's encoder input
     freeze_frontend: bool | None = None  # None: frozen when the student keeps the teacher's conv
     steps: int | None = None  # None: DEFAULT_STEPS, or what the time budget allows
     time_budget_s: float | None = None
     batch_size: int = 8
-    lr: float = 1e-4
+    lr: float | None = None  # None: DEFAULT_LR, or DEFAULT_FRONTEND_LR with frontend_only
     seed: int = 0
     temperature: float = 2.0
     match_hidden: float = 0.0
@@ -150,11 +159,18 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def learning_rate(o: DistillOptions) -> float:
+    """The peak learning rate these options train with."""
+    if o.lr is not None:
+        return o.lr
+    return DEFAULT_FRONTEND_LR if o.frontend_only else DEFAULT_LR
+
+
 def _check_options(o: DistillOptions) -> None:
     checks = [
         (o.steps is None or o.steps >= 1, "--steps must be at least 1"),
         (o.batch_size >= 2, "--batch-size must be at least 2 (CCC needs a spread)"),
-        (o.lr > 0 and math.isfinite(o.lr), "--lr must be a positive number"),
+        (o.lr is None or (o.lr > 0 and math.isfinite(o.lr)), "--lr must be a positive number"),
         (o.temperature > 0 and math.isfinite(o.temperature), "--temperature must be positive"),
         (o.match_hidden >= 0 and math.isfinite(o.match_hidden), "--match-hidden must be 0 or more"),
         (o.augment >= 0, "--augment must be 0 or more copies"),
@@ -274,8 +290,9 @@ def _settings(o: DistillOptions, plan, frozen: bool, window_s: float, hop_s: flo
               cache_key: str) -> dict:
     """What a resumed run must share with the run that wrote the checkpoint."""
     return {"student": plan.record(), "freeze_frontend": frozen, "batch_size": o.batch_size,
-            "lr": o.lr, "seed": o.seed, "temperature": o.temperature,
-            "match_hidden": o.match_hidden, "augment": o.augment, "holdout": o.holdout,
+            "lr": learning_rate(o), "seed": o.seed, "temperature": o.temperature,
+            "match_hidden": o.match_hidden, "frontend_only": o.frontend_only,
+            "augment": o.augment, "holdout": o.holdout,
             "speaker_pattern": o.speaker_pattern, "max_windows": o.max_windows,
             "window_s": window_s, "hop_s": hop_s, "audio_and_teacher_cache": cache_key}
 
@@ -390,6 +407,14 @@ def _forward_numpy(net, device):
     return forward
 
 
+_FRONTEND = re.compile(r"(^|\.)(feature_extractor|feature_projection|encoder\.pos_conv_embed)\.")
+
+
+def _in_frontend(name: str) -> bool:
+    """A parameter of the front end: conv, feature projection or positional conv."""
+    return _FRONTEND.search(name) is not None
+
+
 def _evaluate(student, device, heldout: HeldOut, kind, labels, laughter) -> dict:
     from edgeser.export import parity
 
@@ -440,10 +465,26 @@ class _Run:
         o = self.o
         self.progress.start("loading the teacher")
         teacher = self.teacher = _load_teacher(o)
+        layers = o.student_layers
+        if o.frontend_only and layers is None and o.init_layers is None:
+            layers = teacher.shape.layers  # the teacher's transformer, whole
         plan = self.plan = students.plan(
-            teacher.shape, layers=o.student_layers, init_layers=o.init_layers, ffn_dim=o.ffn_dim,
-            hidden_size=o.hidden_size, conv_dim=o.conv_dim, preset=o.preset)
-        self.frozen = plan.keeps_conv if o.freeze_frontend is None else o.freeze_frontend
+            teacher.shape, layers=layers, init_layers=o.init_layers, ffn_dim=o.ffn_dim,
+            hidden_size=o.hidden_size, conv_dim=o.conv_dim, pos_conv_kernel=o.pos_conv_kernel,
+            preset=o.preset)
+        if o.frontend_only:
+            if not plan.keeps_encoder:
+                raise DistillError("--frontend-only keeps the teacher's transformer: the student "
+                                   "must have its layers and widths (narrow only --conv-dim or "
+                                   "--pos-conv-kernel).")
+            if o.freeze_frontend:
+                raise DistillError("--frontend-only trains the front end; it cannot also be "
+                                   "frozen (--freeze-frontend).")
+            if o.match_hidden > 0:
+                raise DistillError("--frontend-only matches the first layer's input; "
+                                   "--match-hidden does not apply.")
+        self.frozen = (plan.keeps_conv and not o.frontend_only if o.freeze_frontend is None
+                       else o.freeze_frontend)
         if self.frozen and not plan.keeps_conv:
             raise DistillError("--freeze-frontend needs the teacher's conv width; this student "
                                "narrows the conv front end (--conv-dim or the tiny preset).")
@@ -574,27 +615,59 @@ class _Run:
 
     # -- 3. training ----------------------------------------------------------------------------
 
+    def reconstruct_conv(self) -> dict:
+        """Least-squares refit of the narrowed conv stack on full training windows."""
+        import torch
+
+        cache = self.cache
+        full = [i for i in self.train_idx if len(cache.input(i)) == round(self.window_s
+                                                                          * fe.TARGET_RATE_HZ)]
+        chosen = full[:: max(1, len(full) // CONV_FIT_WINDOWS)][:CONV_FIT_WINDOWS]
+        if not chosen:
+            return {"windows": 0, "residuals": []}
+        windows = torch.from_numpy(np.stack([cache.input(i) for i in chosen])).to(self.device)
+        teacher = self.teacher_net.backbone.feature_extractor.conv_layers
+        student = self.student_net.backbone.feature_extractor.conv_layers
+        kept = students.conv_kept(self.teacher.built.load_target.state_dict(),
+                                  self.teacher.prefix, self.plan)
+        residuals = students.reconstruct_conv(teacher, student, windows, kept)
+        return {"windows": len(chosen), "residuals": [round(r, 6) for r in residuals]}
+
     def train(self, stop) -> None:
         import torch
 
         o, plan, cache, device = self.o, self.plan, self.cache, self.device
         target, frozen, train_idx = self.student.load_target, self.frozen, self.train_idx
-        trainable = [p for name, p in target.named_parameters()
-                     if not (frozen and ".feature_extractor." in f".{name}")]
-        if frozen:
-            for p in self.student_net.conv.parameters():
+        frontend_only = o.frontend_only
+
+        def trains(name: str) -> bool:
+            if frozen and ".feature_extractor." in f".{name}":
+                return False
+            return _in_frontend(name) if frontend_only else True
+
+        trainable = []
+        for name, p in target.named_parameters():
+            if trains(name):
+                trainable.append(p)
+            else:
                 p.requires_grad_(False)
-        optimizer = training.optimiser(trainable, o.lr)
+        lr = learning_rate(o)
+        optimizer = training.optimiser(trainable, lr)
         if self.resumed is not None:
             r = self.resumed
             target.load_state_dict(r["student"], strict=True)
             optimizer.load_state_dict(r["optimizer"])
             step, self.before = int(r["step"]), json.loads(r["before"])
             self.eval_s, self.trained_s = float(r["eval_s"]), float(r["trained_s"])
+            self.conv_fit = json.loads(r["conv_fit"])
             self.losses = list(json.loads(r["losses"]))
             planned = int(o.steps or r["planned_steps"])
             _note(self.progress, f"resuming at step {step} of {planned} from {self.ckpt_path}")
         else:
+            self.conv_fit = None
+            if not plan.keeps_conv:
+                self.progress.start("refitting the narrowed conv layers")
+                self.conv_fit = self.reconstruct_conv()
             self.progress.start("held-out fidelity before training",
                                 total=len(self.heldout.windows))
             eval_started = time.monotonic()
@@ -617,6 +690,16 @@ class _Run:
         teacher_run = (self.teacher_net.forward_features if frozen
                        else self.teacher_net.forward_audio)
 
+        def frontend_step_loss(idx, arrays):
+            total = 0.0
+            for positions in training.by_length(arrays).values():
+                x = torch.from_numpy(np.stack([arrays[p] for p in positions])).to(device)
+                with torch.no_grad():
+                    wanted = self.teacher_net.encoder_input(x)
+                total = total + training.frontend_loss(
+                    self.student_net.encoder_input(x), wanted) * len(positions)
+            return total / len(idx)
+
         def train_step(k: int, update: bool = True) -> float:
             idx = train_idx[training.batch_indices(o.seed, k, len(train_idx), o.batch_size)]
             torch.manual_seed(training.step_seed(o.seed, k))
@@ -624,6 +707,9 @@ class _Run:
             # The modules' inference mode (gradients still flow): no dropout, LayerDrop or
             # SpecAugment, none of which the teacher's targets saw.
             target.eval()
+            if frontend_only:
+                loss = frontend_step_loss(idx, arrays)
+                return apply_update(loss, k, update)
             pieces = []
             for positions in training.by_length(arrays).values():
                 x = torch.from_numpy(np.stack([arrays[p] for p in positions])).to(device)
@@ -645,6 +731,9 @@ class _Run:
                 hidden = sum(training.hidden_loss(p[3], p[4], residual) * len(p[0])
                              for p in pieces)
                 loss = loss + o.match_hidden * hidden / len(idx)
+            return apply_update(loss, k, update)
+
+        def apply_update(loss, k: int, update: bool) -> float:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             value = float(loss.detach())
@@ -654,7 +743,7 @@ class _Run:
                                        f"checkpoint is kept in {work_dir(self.out)}; lower --lr.")
                 torch.nn.utils.clip_grad_norm_(trainable, training.CLIP_NORM)
                 for group in optimizer.param_groups:
-                    group["lr"] = training.learning_rate(k, planned, o.lr)
+                    group["lr"] = training.learning_rate(k, planned, lr)
                 optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             return value
@@ -667,7 +756,8 @@ class _Run:
                 "planned_steps": planned,
                 "student": {n: t.detach().cpu().clone() for n, t in target.state_dict().items()},
                 "optimizer": optimizer.state_dict(), "before": json.dumps(self.before),
-                "eval_s": self.eval_s, "trained_s": self.trained_s, "losses": json.dumps(losses)})
+                "eval_s": self.eval_s, "trained_s": self.trained_s, "losses": json.dumps(losses),
+                "conv_fit": json.dumps(self.conv_fit)})
 
         def over_budget(step_s: float) -> bool:
             if o.time_budget_s is None:
@@ -677,19 +767,23 @@ class _Run:
 
         step_s = 0.0
         if planned is None:
-            if o.steps is not None:
-                planned = o.steps
-            elif o.time_budget_s is not None:
+            # With a time budget the schedule (warm-up, decay) must end inside it: planned is
+            # what the budget allows, capped by --steps. Planning --steps and letting the budget
+            # cut it would stop training early in the warm-up at a tiny learning rate.
+            if o.time_budget_s is not None:
                 probe_started = time.monotonic()
                 for k in range(PROBE_STEPS):  # timing only: no update
                     train_step(k, update=False)
                 step_s = (time.monotonic() - probe_started) / PROBE_STEPS * 1.05
                 left = o.time_budget_s - (time.monotonic() - self.started) - 1.2 * self.eval_s
                 planned = max(1, int(left / step_s))
-                _note(self.progress, f"the time budget allows about {planned} steps "
-                                     f"({step_s:.2f} s each)")
+                if o.steps is not None and o.steps < planned:
+                    planned = o.steps
+                else:
+                    _note(self.progress, f"the time budget allows about {planned} steps "
+                                         f"({step_s:.2f} s each)")
             else:
-                planned = DEFAULT_STEPS
+                planned = o.steps if o.steps is not None else DEFAULT_STEPS
         stopped_by = "steps"
         self.progress.start("training", total=planned)
         self.progress.advance(min(step, planned))
@@ -754,7 +848,8 @@ class _Run:
             "student": {**plan.record(), "layers_kept": list(plan.init_layers),
                         "description": plan.describe(),
                         "parameters": students.parameter_count(self.student.load_target),
-                        "frozen_frontend": self.frozen, "weights": None},
+                        "frozen_frontend": self.frozen, "conv_refit": self.conv_fit,
+                        "weights": None},
             "audio": {
                 "folder": str(Path(o.audio).resolve()), "files": len(corpus.files),
                 "seconds": round(corpus.seconds, 3), "skipped_files": len(corpus.skipped),
@@ -769,11 +864,14 @@ class _Run:
             "windows": {"window_s": self.window_s, "hop_s": self.hop_s,
                         "silence_dbfs": pipeline.SILENCE_DBFS,
                         "preprocessing": teacher.prep.normalization_mode},
-            "settings": {"steps": self.planned, "batch_size": o.batch_size, "lr": o.lr,
+            "settings": {"steps": self.planned, "batch_size": o.batch_size, "lr": learning_rate(o),
                          "seed": o.seed,
-                         "loss": {"regression": "1 - CCC + MSE / teacher variance",
-                                  "class-logits": f"KL at temperature {o.temperature:g}",
-                                  "similarity": "1 - cosine of embeddings"}[self.kind],
+                         "loss": ("front end only: MSE of the first layer's input / teacher "
+                                  "mean square" if o.frontend_only else
+                                  {"regression": "1 - CCC + MSE / teacher variance",
+                                   "class-logits": f"KL at temperature {o.temperature:g}",
+                                   "similarity": "1 - cosine of embeddings"}[self.kind]),
+                         "frontend_only": o.frontend_only,
                          "temperature": o.temperature, "match_hidden": o.match_hidden,
                          "augment": o.augment, "time_budget_s": o.time_budget_s,
                          "max_windows": o.max_windows, "device": self.device.type,
@@ -847,6 +945,19 @@ def distill(options: DistillOptions, progress: Progress | None = None) -> Distil
     return DistillResult(run.out, record, not failures, tuple(run.warnings), run.heldout)
 
 
+def heldout(options: DistillOptions, progress: Progress | None = None) -> HeldOut:
+    """The held-out windows of these options and the teacher's outputs on them, from the teacher
+    cache (computing what is missing), without training: to judge a student written earlier on
+    the audio its run held out."""
+    _check_options(options)
+    run = _Run(options, progress or DistillProgress())
+    run.load_teacher_and_plan()
+    run.scan_audio()
+    run.build_student()
+    run.teacher_pass(lambda: False)
+    return run.heldout
+
+
 __all__ = ["DistillOptions", "DistillResult", "DistillError", "DistillInterrupted",
-           "DistillProgress", "HeldOut", "distill", "parse_duration", "work_dir",
+           "DistillProgress", "HeldOut", "distill", "heldout", "parse_duration", "work_dir",
            "default_cache_root"]

@@ -12,7 +12,14 @@ never at random, so an untrained student is the teacher pruned, not noise:
   in every positional-conv group (so the grouped positional conv slices exactly); attention keeps
   the most important heads of the teacher's head size (and, below one head, the most important
   dimensions of one head, with the query rescaled for the smaller head);
-- conv front end: per conv layer, the filters of largest norm.
+- conv front end: per conv layer, the filters of largest norm (``--conv-dim`` for every layer, or
+  a list for the first layers); after training windows are cut, each conv layer whose input was
+  narrowed is refitted by least squares to what the teacher's layer computes on them
+  (:func:`reconstruct_conv`), since slicing alone leaves the next layer without the dropped
+  channels' input;
+- positional conv: a shorter kernel keeps the teacher's centre taps (same alignment: output frame
+  t still reads the taps around t), so it starts as the teacher's convolution with its far taps
+  dropped.
 
 The ``tiny`` preset is for the smallest devices: 2 layers, hidden min(256, H/2), FFN 4x hidden,
 conv front end min(256, C/2) channels. For the reference architecture (wav2vec2-large-robust,
@@ -47,6 +54,7 @@ class Shape:
     intermediate_size: int
     conv_dim: tuple
     pos_conv_groups: int
+    pos_conv_kernel: int = 128
 
     @property
     def head_size(self) -> int:
@@ -68,6 +76,14 @@ class StudentPlan:
         """The student's conv front end is the teacher's (same widths): it can stay frozen."""
         return tuple(self.shape.conv_dim) == tuple(self.teacher.conv_dim)
 
+    @property
+    def keeps_encoder(self) -> bool:
+        """The student's transformer is the teacher's size (layers, widths): only the front end
+        (conv, projection, positional conv) differs."""
+        s, t = self.shape, self.teacher
+        return ((s.layers, s.hidden_size, s.num_attention_heads, s.intermediate_size)
+                == (t.layers, t.hidden_size, t.num_attention_heads, t.intermediate_size))
+
     def describe(self) -> str:
         s, t = self.shape, self.teacher
         kept = ",".join(map(str, self.init_layers))
@@ -77,7 +93,11 @@ class StudentPlan:
         if s.intermediate_size != t.intermediate_size:
             parts.append(f"FFN {s.intermediate_size} of {t.intermediate_size}")
         if not self.keeps_conv:
-            parts.append(f"conv {max(s.conv_dim)} of {max(t.conv_dim)} channels")
+            widths = (str(s.conv_dim[0]) if len(set(s.conv_dim)) == 1
+                      else ",".join(map(str, s.conv_dim)))
+            parts.append(f"conv {widths} of {max(t.conv_dim)} channels")
+        if s.pos_conv_kernel != t.pos_conv_kernel:
+            parts.append(f"positional conv {s.pos_conv_kernel} of {t.pos_conv_kernel} taps")
         return (f"{self.preset} preset: " if self.preset else "") + ", ".join(parts)
 
     def record(self) -> dict:
@@ -91,7 +111,7 @@ def backbone_shape(backbone_config) -> Shape:
     c = backbone_config
     return Shape(int(c.num_hidden_layers), int(c.hidden_size), int(c.num_attention_heads),
                  int(c.intermediate_size), tuple(int(x) for x in c.conv_dim),
-                 int(c.num_conv_pos_embedding_groups))
+                 int(c.num_conv_pos_embedding_groups), int(c.num_conv_pos_embeddings))
 
 
 def evenly_spaced(count: int, total: int) -> tuple:
@@ -111,6 +131,16 @@ def parse_layers(text: str) -> tuple:
     return values
 
 
+def parse_widths(text: str):
+    """``"256"`` -> 256; ``"256,256,256"`` -> (256, 256, 256); ExportError for anything else."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ExportError(f"--conv-dim {text!r} is not a width or a comma-separated list of "
+                          "widths, e.g. 256 or 256,256,256.") from None
+    return values[0] if len(values) == 1 else values
+
+
 def _heads_for(hidden: int, teacher: Shape, what: str) -> int:
     head = teacher.head_size
     if hidden % teacher.pos_conv_groups:
@@ -126,7 +156,8 @@ def _heads_for(hidden: int, teacher: Shape, what: str) -> int:
 
 def plan(teacher: Shape, *, layers: int | None = None, init_layers: tuple | None = None,
          ffn_dim: int | None = None, hidden_size: int | None = None,
-         conv_dim: int | None = None, preset: str | None = None) -> StudentPlan:
+         conv_dim: int | tuple | None = None, pos_conv_kernel: int | None = None,
+         preset: str | None = None) -> StudentPlan:
     """The student for these options; one-sentence ExportError for a student that cannot be
     made from this teacher (larger than it, not smaller, layers out of range, odd sizes)."""
     if preset is not None and preset not in PRESETS:
@@ -146,16 +177,27 @@ def plan(teacher: Shape, *, layers: int | None = None, init_layers: tuple | None
         layers = len(init_layers) if init_layers else max(1, round(teacher.layers / 3))
     hidden = hidden_size if hidden_size is not None else teacher.hidden_size
     ffn = ffn_dim if ffn_dim is not None else teacher.intermediate_size
-    conv = (tuple(min(c, conv_dim) for c in teacher.conv_dim) if conv_dim is not None
-            else teacher.conv_dim)
+    if conv_dim is None:
+        conv = teacher.conv_dim
+    elif isinstance(conv_dim, int):  # every conv layer
+        conv = tuple(min(c, conv_dim) for c in teacher.conv_dim)
+    else:  # the first layers, the rest kept
+        if len(conv_dim) > len(teacher.conv_dim):
+            raise ExportError(f"--conv-dim names {len(conv_dim)} conv layers; the teacher has "
+                              f"{len(teacher.conv_dim)}.")
+        conv = tuple(conv_dim) + tuple(teacher.conv_dim[len(conv_dim):])
+    kernel = pos_conv_kernel if pos_conv_kernel is not None else teacher.pos_conv_kernel
     for name, value in (("--student-layers", layers), ("--hidden-size", hidden),
-                        ("--ffn-dim", ffn), ("--conv-dim", min(conv))):
+                        ("--ffn-dim", ffn), ("--conv-dim", min(conv)),
+                        ("--pos-conv-kernel", kernel)):
         if value < 1:
             raise ExportError(f"{name} must be at least 1, not {value}.")
     larger = [f"{name} {mine} > {theirs}" for name, mine, theirs in (
         ("layers", layers, teacher.layers), ("hidden size", hidden, teacher.hidden_size),
         ("FFN", ffn, teacher.intermediate_size),
-        ("conv channels", conv_dim or 0, max(teacher.conv_dim))) if mine > theirs]
+        ("conv channels", conv_dim if isinstance(conv_dim, int) else max(conv),
+         max(teacher.conv_dim)),
+        ("positional conv taps", kernel, teacher.pos_conv_kernel)) if mine > theirs]
     if larger:
         raise ExportError(f"the student is larger than the teacher ({'; '.join(larger)}).")
     if init_layers is None:
@@ -172,7 +214,7 @@ def plan(teacher: Shape, *, layers: int | None = None, init_layers: tuple | None
                           "in increasing order.")
     heads = teacher.num_attention_heads if hidden == teacher.hidden_size else _heads_for(
         hidden, teacher, "--hidden-size")
-    shape = Shape(layers, hidden, heads, ffn, conv, teacher.pos_conv_groups)
+    shape = Shape(layers, hidden, heads, ffn, conv, teacher.pos_conv_groups, kernel)
     if shape == teacher:
         raise ExportError(f"the student is not smaller than the teacher ({teacher.layers} layers, "
                           "same widths); choose fewer --student-layers or a narrower student.")
@@ -186,7 +228,7 @@ def student_config(teacher_config: dict, student: StudentPlan) -> dict:
     s = student.shape
     config.update(num_hidden_layers=s.layers, hidden_size=s.hidden_size,
                   num_attention_heads=s.num_attention_heads, intermediate_size=s.intermediate_size,
-                  conv_dim=list(s.conv_dim))
+                  conv_dim=list(s.conv_dim), num_conv_pos_embeddings=s.pos_conv_kernel)
     return config
 
 
@@ -330,6 +372,9 @@ def initialise(teacher_state: dict, student_target, prefix: str, student: Studen
             effective = torch._weight_norm(teacher_state[base + "original1"].float(),
                                            teacher_state[base + "original0"].float(), 2)
             effective = _index(effective, {0: R, 1: None if R is None else sel.group_offsets})
+            taps = s.pos_conv_kernel
+            first = student.teacher.pos_conv_kernel // 2 - taps // 2  # the centre taps
+            effective = effective[:, :, first:first + taps]
             # weight norm over dims 0 and 1 (dim=2): g = |W| per tap, v = W gives W exactly
             value = (effective if local.endswith("original1")
                      else effective.norm(dim=(0, 1), keepdim=True))
@@ -367,6 +412,61 @@ def initialise(teacher_state: dict, student_target, prefix: str, student: Studen
                               f"{tuple(value.shape)} does not reduce to {tuple(target.shape)}.")
         values[key] = value.to(target.dtype)
     student_target.load_state_dict(values, strict=True)
+
+
+def conv_kept(teacher_state: dict, prefix: str, student: StudentPlan) -> list:
+    """Per conv layer, the teacher's output channels the student keeps."""
+    return _select(teacher_state, prefix, student).conv
+
+
+def _patches(x, kernel: int, stride: int):
+    """``[batch, channels, time]`` -> ``[batch * frames, channels * kernel]`` (conv1d's view)."""
+    p = x.unfold(2, kernel, stride)  # [batch, channels, frames, kernel]
+    return p.permute(0, 2, 1, 3).reshape(-1, p.shape[1] * kernel)
+
+
+def reconstruct_conv(teacher_layers, student_layers, windows, kept: list,
+                     ridge: float = 1e-4) -> list:
+    """Refit the student's conv layers after its first narrowed one, layer by layer, so each
+    reproduces on ``windows`` (``[batch, samples]``, prepared) what the teacher's layer computes
+    before its activation, on the channels the student keeps: the per-frame normalised conv
+    output where the layer has a layer norm (the student's norm over fewer channels then gives
+    nearly the same values), the conv output otherwise. Least squares over the conv's input
+    patches, taken from the student's own (already refitted) layers, so errors upstream are
+    compensated downstream. Slicing alone leaves a narrowed stack far from the teacher (the next
+    layer loses the dropped channels' input); this is channel pruning with reconstruction.
+    Returns the relative residual per refitted layer."""
+    import torch
+
+    residuals = []
+    with torch.no_grad():
+        x_t = windows[:, None, :]
+        x_s = x_t
+        for index, (t_layer, s_layer) in enumerate(zip(teacher_layers, student_layers)):
+            t_conv, s_conv = t_layer.conv, s_layer.conv
+            if s_conv.in_channels != t_conv.in_channels:
+                target = t_conv(x_t)  # [batch, channels, frames]
+                norm = getattr(t_layer, "layer_norm", None)
+                if norm is not None:
+                    mean = target.mean(1, keepdim=True)
+                    var = target.var(1, unbiased=False, keepdim=True)
+                    target = (target - mean) / torch.sqrt(var + norm.eps)
+                target = target[:, kept[index], :].transpose(1, 2).reshape(-1, len(kept[index]))
+                k, stride = s_conv.kernel_size[0], s_conv.stride[0]
+                patches = _patches(x_s, k, stride).double()
+                ones = torch.ones(patches.shape[0], 1, dtype=patches.dtype)
+                design = torch.cat([patches, ones], 1) if s_conv.bias is not None else patches
+                gram = design.T @ design
+                gram += ridge * gram.diagonal().mean() * torch.eye(gram.shape[0], dtype=gram.dtype)
+                solution = torch.linalg.solve(gram, design.T @ target.double())
+                fitted = design @ solution
+                residuals.append(float(((fitted - target) ** 2).mean() / (target ** 2).mean()))
+                w = solution[:patches.shape[1]].T.reshape(s_conv.out_channels, s_conv.in_channels, k)
+                s_conv.weight.copy_(w.to(s_conv.weight.dtype))
+                if s_conv.bias is not None:
+                    s_conv.bias.copy_(solution[-1].to(s_conv.bias.dtype))
+            x_t, x_s = t_layer(x_t), s_layer(x_s)
+    return residuals
 
 
 def parameter_count(module) -> int:

@@ -6,6 +6,9 @@ Losses (what the bundle outputs decides):
   plus the MSE divided by the teacher output's variance on the training audio, averaged;
 - class logits (categorical, laughter): ``T^2 * KL(softmax(t/T) || softmax(s/T))``, temperature T;
 - embedding models (prototypes): ``1 - cosine`` between student and teacher embeddings;
+- front end only (``--frontend-only``): the MSE between what the student's and the teacher's
+  front ends (conv, feature projection, positional conv) hand the first transformer layer,
+  divided by the teacher's mean square; the transformer and head stay the teacher's;
 - optional hidden-state matching (``--match-hidden W``): W times the MSE between each student
   layer's output and its teacher layer's (restricted to the student's residual dimensions when
   narrowed), divided by the teacher's mean square.
@@ -29,6 +32,10 @@ WARMUP_FRACTION = 0.05
 FINAL_LR_FRACTION = 0.1
 WEIGHT_DECAY = 0.01
 CLIP_NORM = 1.0
+
+
+class _Reached(Exception):
+    """Raised by a hook to stop a forward pass once the wanted tensor is captured."""
 
 
 class _Injected(nn.Module):
@@ -85,6 +92,24 @@ class Net:
                 logits, embedding = self.module(x)
         return logits, embedding, [captured[i] for i in layers or ()]
 
+    def encoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the front end (conv, feature projection, positional conv) hands the first
+        transformer layer, ``[batch, frames, hidden]``; the transformer itself is not run."""
+        captured = {}
+
+        def hook(_module, args, kwargs):
+            captured["x"] = args[0] if args else kwargs["hidden_states"]
+            raise _Reached
+
+        handle = self.backbone.encoder.layers[0].register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            self.module(x)
+        except _Reached:
+            pass
+        finally:
+            handle.remove()
+        return captured["x"]
+
     def forward_features(self, features: torch.Tensor, layers=None):
         conv = self.backbone.feature_extractor
         injected = _Injected()
@@ -123,6 +148,12 @@ def output_loss(kind: str, student_logits, student_embedding, teacher_logits, te
         return kl * t * t
     cosine = nn.functional.cosine_similarity(student_embedding, teacher_embedding, dim=-1)
     return (1.0 - cosine).mean()
+
+
+def frontend_loss(student_input: torch.Tensor, teacher_input: torch.Tensor) -> torch.Tensor:
+    """MSE between the encoder inputs of student and teacher over the teacher's mean square."""
+    scale = (teacher_input ** 2).mean().clamp_min(1e-8)
+    return ((student_input - teacher_input) ** 2).mean() / scale
 
 
 def hidden_loss(student_hidden: list, teacher_hidden: list, residual) -> torch.Tensor:

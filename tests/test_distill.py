@@ -245,10 +245,24 @@ def test_teacher_outputs_are_cached_once(trained, root, teacher, audio_dir):
     caches = [p for p in (root / "cache").iterdir() if (p / "meta.json").is_file()]
     assert len(caches) == 1
     stamp = (caches[0] / "meta.json").stat().st_mtime_ns
+    for wav in audio_dir.rglob("*.wav"):  # a copy or remount changes mtimes, not content
+        os.utime(wav, ns=(wav.stat().st_atime_ns, wav.stat().st_mtime_ns + 10**12))
     again = distill(options(teacher, audio_dir, root / "students" / "again", root / "cache",
                             steps=1), Recorder())
     assert (caches[0] / "meta.json").stat().st_mtime_ns == stamp
     assert again.record["audio"] == trained.record["audio"]
+
+
+def test_a_written_student_can_be_judged_again_on_its_heldout_audio(trained, root, teacher,
+                                                                     audio_dir):
+    from edgeser.export.distill import heldout
+
+    again = heldout(options(teacher, audio_dir, root / "students" / "judge", root / "cache"),
+                    Recorder())
+    assert again.files == trained.heldout.files
+    np.testing.assert_array_equal(again.refs, trained.heldout.refs)
+    np.testing.assert_allclose(again.teacher_logits, trained.heldout.teacher_logits)
+    assert not (root / "students" / "judge").exists()
 
 
 # ------------------------------------------------------------------------------------------
@@ -436,6 +450,116 @@ def test_the_tiny_preset_narrows_every_width_and_exports(root, teacher, audio_di
     load_like_export(result.student)
 
 
+def test_a_shorter_positional_conv_keeps_the_teachers_centre_taps(root, teacher):
+    """Output frame t reads the same input frames in student and teacher: with the teacher's
+    far taps at zero, the student's front end is the teacher's exactly."""
+    state = load_file(str(teacher / "model.safetensors"))
+    gain = "wav2vec2.encoder.pos_conv_embed.conv.parametrizations.weight.original0"
+    kernel = checkpoints.AUDEERING_CONFIG["num_conv_pos_embeddings"]
+    assert state[gain].shape[-1] == kernel == 16
+    state[gain][..., :4] = 0.0
+    state[gain][..., 12:] = 0.0
+    centre = shutil.copytree(teacher, root / "centre-teacher")
+    save_file(state, str(centre / "model.safetensors"))
+    _, built = load_like_export(centre)
+    shape = students.backbone_shape(built.load_target.wav2vec2.config)
+    plan = students.plan(shape, layers=shape.layers, pos_conv_kernel=8)
+    assert plan.keeps_conv and plan.keeps_encoder and "positional conv 8 of 16 taps" in plan.describe()
+    config = students.student_config(checkpoint.read(centre, "t").config, plan)
+    assert config["num_conv_pos_embeddings"] == 8
+    _, student = families.build(config, "student")
+    students.initialise(built.load_target.state_dict(), student.load_target, "wav2vec2", plan,
+                        "audeering-dimensional")
+    student.module.eval()
+    from edgeser.export import training
+
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((2, 16000)).astype(np.float32))
+    with torch.no_grad():
+        wanted = training.Net(built, "wav2vec2", "cpu").encoder_input(x)
+        got = training.Net(student, "wav2vec2", "cpu").encoder_input(x)
+        np.testing.assert_allclose(got.numpy(), wanted.numpy(), atol=1e-5)
+        np.testing.assert_allclose(student.module(x)[0].numpy(), built.module(x)[0].numpy(),
+                                   atol=1e-5)
+
+
+def test_frontend_only_trains_a_shorter_positional_conv_for_the_teachers_transformer(
+        root, teacher, audio_dir):
+    result = distill(options(teacher, audio_dir, root / "students" / "front", root / "cache",
+                             student_layers=None, frontend_only=True, pos_conv_kernel=8,
+                             steps=80), Recorder())
+    config = json.loads((result.student / "config.json").read_text())
+    assert config["num_hidden_layers"] == 3 and config["num_conv_pos_embeddings"] == 8
+    record = result.record
+    assert record["settings"]["frontend_only"] is True
+    assert record["settings"]["loss"].startswith("front end only")
+    assert record["training"]["loss_last"] < 0.6 * record["training"]["loss_first"]
+    held = record["heldout"]  # this teacher amplifies every change: untrained, CCC is near 0
+    assert held["ccc_min"] > 0.9 and held["ccc_min"] > held["before_training"]["ccc_min"] + 0.3
+    # the transformer and head are the teacher's, bit for bit; the front end was trained
+    mine = load_file(str(result.student / "model.safetensors"))
+    theirs = load_file(str(teacher / "model.safetensors"))
+    front = ("feature_extractor.", "feature_projection.", "pos_conv_embed.")
+    rest = [k for k in mine if not any(f in k for f in front)]
+    assert rest and all(torch.equal(mine[k], theirs[k]) for k in rest)
+    assert not torch.equal(mine["wav2vec2.feature_projection.projection.bias"],
+                           theirs["wav2vec2.feature_projection.projection.bias"])
+    load_like_export(result.student)
+
+
+def test_frontend_only_narrows_the_conv_and_training_recovers_fidelity(root, teacher, audio_dir):
+    result = distill(options(teacher, audio_dir, root / "students" / "front-conv", root / "cache",
+                             student_layers=None, frontend_only=True, conv_dim=(12, 12, 12),
+                             pos_conv_kernel=8, steps=80, lr=1e-4), Recorder())
+    config = json.loads((result.student / "config.json").read_text())
+    assert config["conv_dim"] == [12, 12, 12, 16, 16, 16, 16]
+    assert config["num_hidden_layers"] == 3
+    held = result.record["heldout"]  # this teacher amplifies every change
+    assert held["ccc_min"] > held["before_training"]["ccc_min"] + 0.1
+    student = result.record["student"]
+    assert "conv 12,12,12,16,16,16,16 of 16 channels" in student["description"]
+    assert student["conv_refit"]["windows"] > 0 and len(student["conv_refit"]["residuals"]) == 3
+    load_like_export(result.student)
+
+
+def _conv_error(teacher_built, student_built, x) -> float:
+    from edgeser.export import training
+
+    with torch.no_grad():
+        wanted = training.Net(teacher_built, "wav2vec2", "cpu").encoder_input(x)
+        got = training.Net(student_built, "wav2vec2", "cpu").encoder_input(x)
+        return float(training.frontend_loss(got, wanted))
+
+
+def test_narrowed_conv_layers_refitted_by_least_squares_come_closer_to_the_teacher(teacher,
+                                                                                 audio_dir):
+    """Narrowing the first conv layers and refitting the next ones on some windows brings the
+    front end's output on other windows much closer to the teacher's than slicing alone."""
+    from edgeser import frontend as fe
+
+    _, built = load_like_export(teacher)
+    shape = students.backbone_shape(built.load_target.wav2vec2.config)
+    plan = students.plan(shape, layers=shape.layers, conv_dim=(8, 8, 8))
+    assert plan.shape.conv_dim == (8, 8, 8, 16, 16, 16, 16)
+    assert "conv 8,8,8,16,16,16,16 of 16 channels" in plan.describe()
+    config = students.student_config(checkpoint.read(teacher, "t").config, plan)
+    _, student = families.build(config, "student")
+    state = built.load_target.state_dict()
+    students.initialise(state, student.load_target, "wav2vec2", plan, "audeering-dimensional")
+    student.module.eval()
+    windows = []
+    for path in sorted(audio_dir.rglob("*.wav")):
+        x, _ = sf.read(path, dtype="float32")
+        windows.append(fe.normalize(x[:48000]))
+    fit, judge = torch.from_numpy(np.stack(windows[:4])), torch.from_numpy(np.stack(windows[4:]))
+    sliced = _conv_error(built, student, judge)
+    residuals = students.reconstruct_conv(built.load_target.wav2vec2.feature_extractor.conv_layers,
+                                          student.load_target.wav2vec2.feature_extractor.conv_layers,
+                                          fit, students.conv_kept(state, "wav2vec2", plan))
+    assert len(residuals) == 3  # conv 1-3 read narrowed inputs; 4-6 keep the teacher's weights
+    refitted = _conv_error(built, student, judge)
+    assert refitted < 0.5 * sliced, (sliced, refitted)
+
+
 def test_student_plans():
     reference = students.Shape(12, 1024, 16, 4096, (512,) * 7, 16)
     default = students.plan(reference)
@@ -447,7 +571,15 @@ def test_student_plans():
             max(tiny.conv_dim)) == (2, 256, 4, 1024, 256)
     narrow = students.plan(reference, layers=6, ffn_dim=2048)
     assert narrow.shape.intermediate_size == 2048 and narrow.init_layers == (0, 2, 4, 7, 9, 11)
+    assert students.parse_widths("256") == 256
+    assert students.parse_widths("256,256,128") == (256, 256, 128)
+    with pytest.raises(ExportError, match="comma-separated list of widths"):
+        students.parse_widths("wide")
+    short = students.plan(reference, layers=12, pos_conv_kernel=32, conv_dim=256)
+    assert short.keeps_encoder and not short.keeps_conv and short.shape.pos_conv_kernel == 32
     for kwargs, words in (
+        ({"pos_conv_kernel": 256}, "larger than the teacher"),
+        ({"conv_dim": 1024}, "larger than the teacher"), ({"conv_dim": (256,) * 8}, "names 8"),
         ({"layers": 14}, "larger than the teacher"), ({"ffn_dim": 8192}, "larger than the teacher"),
         ({"layers": 12}, "not smaller"), ({"init_layers": (0, 12)}, "0..11"),
         ({"init_layers": (4, 0)}, "increasing"), ({"layers": 3, "init_layers": (0, 1)}, "names 2"),
@@ -478,6 +610,17 @@ def test_a_time_budget_stops_training_and_says_so(root, teacher, audio_dir):
                              steps=None, time_budget_s=0.001), Recorder())
     assert result.record["training"]["stopped_by"] == "time budget"
     assert any("time budget stopped training" in w for w in result.warnings)
+
+
+def test_the_schedule_is_planned_to_end_inside_the_time_budget(root, teacher, audio_dir):
+    """--steps larger than the budget allows must not stretch the warm-up and decay beyond it."""
+    recorder = Recorder()
+    result = distill(options(teacher, audio_dir, root / "students" / "planned", root / "cache",
+                             steps=100_000, time_budget_s=6.0), recorder)
+    planned = result.record["settings"]["steps"]
+    assert 1 <= planned < 100_000
+    assert any(n.startswith("the time budget allows about") for n in recorder.notes)
+    assert result.record["training"]["steps_done"] >= 0.5 * planned
 
 
 # ------------------------------------------------------------------------------------------
@@ -512,12 +655,18 @@ def _bad_inputs(root: Path, teacher: Path, audio_dir: Path) -> dict:
                            "larger than the teacher"),
         "bad duration": (["--teacher", t, "--audio", a, "--time-budget", "soon"],
                          "is not a duration"),
+        "front end only, fewer layers": (["--teacher", t, "--audio", a, "--frontend-only",
+                                          "--student-layers", "1", "--conv-dim", "8"],
+                                         "--frontend-only keeps the teacher's transformer"),
+        "front end only, nothing narrower": (["--teacher", t, "--audio", a, "--frontend-only"],
+                                             "not smaller than the teacher"),
     }
 
 
 @pytest.mark.parametrize("case", ["empty folder", "no audio files", "unreadable audio",
                                   "too little audio", "teacher cannot load", "student larger",
-                                  "bad duration"])
+                                  "bad duration", "front end only, fewer layers",
+                                  "front end only, nothing narrower"])
 def test_bad_input_is_one_sentence_and_writes_nothing(case, root, teacher, audio_dir, monkeypatch,
                                                       capsys):
     args, words = _bad_inputs(root, teacher, audio_dir)[case]

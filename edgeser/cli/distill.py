@@ -58,6 +58,15 @@ def _int_list(text: Optional[str]):
     return parse_layers(text)
 
 
+def _conv_widths(text: Optional[str]):
+    """``256`` -> 256 (every conv layer); ``256,256,256`` -> (256, 256, 256) (the first ones)."""
+    if text is None:
+        return None
+    from edgeser.export.students import parse_widths
+
+    return parse_widths(text)
+
+
 def _summary(result) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -128,18 +137,28 @@ def distill(
                                           "teacher's]."),
     hidden_size: Optional[int] = typer.Option(None, "--hidden-size", help="Student hidden size "
                                               "[default: the teacher's]."),
-    conv_dim: Optional[int] = typer.Option(None, "--conv-dim", help="Student conv front-end "
-                                           "channels [default: the teacher's]."),
+    conv_dim: Optional[str] = typer.Option(None, "--conv-dim", help="Student conv front-end "
+                                           "channels: one width for every conv layer, or a "
+                                           "list for the first layers, e.g. 256,256,256 "
+                                           "[default: the teacher's]."),
+    pos_conv_kernel: Optional[int] = typer.Option(None, "--pos-conv-kernel", help="Student "
+                                                  "positional-conv taps, the teacher's centre "
+                                                  "ones [default: the teacher's; 128 in wav2vec2]."),
+    frontend_only: bool = typer.Option(False, "--frontend-only", help="Train only a narrower front "
+                                       "end (--conv-dim, --pos-conv-kernel) to hand the "
+                                       "teacher's transformer what its own front end does; "
+                                       "the transformer and head stay the teacher's."),
     freeze_frontend: Optional[bool] = typer.Option(None, "--freeze-frontend/--no-freeze-frontend",
                                                    help="Keep the teacher's conv front end frozen "
                                                    "and cache its features [default: on when the "
                                                    "student keeps the teacher's conv width]."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Training steps [default: 2000, or "
-                                        "what --time-budget allows]."),
+                                        "what --time-budget allows; with it, at most this]."),
     time_budget: Optional[str] = typer.Option(None, "--time-budget", help="Wall time for the whole "
                                               "run, e.g. 90m or 2h [default: none]."),
     batch_size: int = typer.Option(8, "--batch-size", help="Windows per step."),
-    lr: float = typer.Option(1e-4, "--lr", help="Peak learning rate (AdamW)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Peak learning rate (AdamW) [default: "
+                                       "1e-5, or 1e-4 with --frontend-only]."),
     seed: int = typer.Option(0, "--seed", help="Seed for the split, window sampling, batches "
                              "and augmentation."),
     temperature: float = typer.Option(2.0, "--temperature", help="Softmax temperature of the KL "
@@ -180,7 +199,8 @@ def distill(
     options = DistillOptions(
         teacher=teacher, audio=audio, out=out, revision=revision, student_layers=student_layers,
         init_layers=_int_list(init_layers), preset=student, ffn_dim=ffn_dim,
-        hidden_size=hidden_size, conv_dim=conv_dim, freeze_frontend=freeze_frontend, steps=steps,
+        hidden_size=hidden_size, conv_dim=_conv_widths(conv_dim), pos_conv_kernel=pos_conv_kernel,
+        frontend_only=frontend_only, freeze_frontend=freeze_frontend, steps=steps,
         time_budget_s=None if time_budget is None else parse_duration(time_budget),
         batch_size=batch_size, lr=lr, seed=seed, temperature=temperature,
         match_hidden=match_hidden, augment=augment, holdout=holdout,
