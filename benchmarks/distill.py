@@ -108,25 +108,34 @@ def write_teacher(out: Path, files: list, *, smoke: bool, gain: float, seed: int
     return out
 
 
-def pruned_fidelity(teacher: Path, layers: int, heldout) -> dict:
-    """The teacher pruned to its first ``layers`` layers, untrained, against the teacher."""
+def outputs_on(model: Path, windows, layers: int | None = None) -> tuple:
+    """Logits, embeddings and labels of a checkpoint on prepared windows (PyTorch, as distill
+    does), optionally pruned to its first ``layers`` layers (``edgeser export --layers``)."""
     import torch
 
-    from edgeser.export import checkpoint, distill_eval, families, parity, weights
+    from edgeser.export import checkpoint, families, parity, weights
 
-    ckpt = checkpoint.read(teacher, "teacher")
-    _, built = families.build(ckpt.config, "teacher", layers=layers)
-    weights.load(built, ckpt.state_dict, "teacher", layers_kept=layers)
+    ckpt = checkpoint.read(model, str(model))
+    _, built = families.build(ckpt.config, str(model), state_dict=ckpt.state_dict, layers=layers)
+    weights.load(built, ckpt.state_dict, str(model), layers_kept=layers)
+    built.module.eval()
 
     def forward(batch):
         with torch.inference_mode():
             logits, embedding = built.module(torch.from_numpy(batch))
         return logits.numpy(), embedding.numpy()
 
-    out = parity.run(forward, heldout.windows)
-    return distill_eval.fidelity("regression", list(built.labels), heldout.teacher_logits,
-                                 heldout.teacher_embedding, out.logits, out.embedding,
-                                 heldout.refs)
+    out = parity.run(forward, windows)
+    return out.logits, out.embedding, list(built.labels)
+
+
+def pruned_fidelity(teacher: Path, layers: int, heldout) -> dict:
+    """The teacher pruned to its first ``layers`` layers, untrained, against the teacher."""
+    from edgeser.export import distill_eval
+
+    logits, embedding, labels = outputs_on(teacher, heldout.windows, layers=layers)
+    return distill_eval.fidelity("regression", labels, heldout.teacher_logits,
+                                 heldout.teacher_embedding, logits, embedding, heldout.refs)
 
 
 def ort_runner(bundle_dir: Path, threads: int):

@@ -29,28 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _machine import machine_report, replace_section  # noqa: E402
-from distill import DATA, SPEAKERS, Quiet  # noqa: E402
-
-
-def outputs_on(model: Path, windows, layers: int | None = None) -> tuple:
-    """Logits and embeddings of a checkpoint on prepared windows (PyTorch, as distill does),
-    optionally pruned to its first ``layers`` layers (``edgeser export --layers``)."""
-    import torch
-
-    from edgeser.export import checkpoint, families, parity, weights
-
-    ckpt = checkpoint.read(model, str(model))
-    _, built = families.build(ckpt.config, str(model), state_dict=ckpt.state_dict, layers=layers)
-    weights.load(built, ckpt.state_dict, str(model), layers_kept=layers)
-    built.module.eval()
-
-    def forward(batch):
-        with torch.inference_mode():
-            logits, embedding = built.module(torch.from_numpy(batch))
-        return logits.numpy(), embedding.numpy()
-
-    out = parity.run(forward, windows)
-    return out.logits, out.embedding
+from distill import DATA, SPEAKERS, Quiet, outputs_on  # noqa: E402
 
 
 def main() -> None:
@@ -104,12 +83,12 @@ def main() -> None:
         return distill_eval.fidelity("regression", labels, reference[0], reference[1], logits[0],
                                      logits[1], held.refs)
 
-    teacher_out = outputs_on(args.teacher, held.windows)
+    teacher_out = outputs_on(args.teacher, held.windows)[:2]
     student_out = (held.teacher_logits, held.teacher_embedding)  # the student is its teacher
-    narrow_out = outputs_on(out, held.windows)
+    narrow_out = outputs_on(out, held.windows)[:2]
     name = args.student.name
     layers = record["student"]["layers"]
-    pruned_out = outputs_on(args.teacher, held.windows, layers=layers)
+    pruned_out = outputs_on(args.teacher, held.windows, layers=layers)[:2]
     rows = ((f"pruning alone (teacher's first {layers} layers, untrained) vs teacher",
              ccc(teacher_out, pruned_out)),
             (f"{name} vs teacher", ccc(teacher_out, student_out)),
